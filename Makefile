@@ -1,0 +1,66 @@
+# sprintops — the two commands a person needs: `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help venv prometheus binaries env-up env-down crds lint unit integration test demo run clean
+
+help:
+	@echo "make demo      local environment + operator + the canonical release, live"
+	@echo "make test      lint, type-check, unit and integration tests (sets everything up)"
+	@echo "make env-up    start (or reuse) the local environment; then: . .sprintops/env/env.sh"
+	@echo "make env-down  stop it and delete its state"
+	@echo "make crds      regenerate crds/ from operator/sprintops/api.py"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# A real Prometheus server from Debian's package, unless the user points at their own.
+prometheus:
+	@if [ -z "$${SPRINTOPS_PROMETHEUS_BIN:-}" ] && ! command -v prometheus >/dev/null; then \
+	  echo "installing Prometheus (Debian package)"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and the Istio
+# CRDs: built once with Go from pinned versions, cached in ~/.cache/sprintops.
+binaries:
+	bash hack/testenv/build.sh >/dev/null
+
+env-up: venv prometheus binaries
+	$(BIN)/sprintops env up
+
+env-down: venv
+	$(BIN)/sprintops env down
+
+crds: venv
+	$(BIN)/sprintops crds -o crds/sprintrelease.yaml
+
+lint: venv
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test: venv prometheus binaries lint
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+demo: venv prometheus binaries
+	@echo "make demo: not yet — the rollout engine (issue 3) is not built. The environment is: make env-up"
+	@exit 1
+
+clean: env-down
+	rm -rf $(VENV)

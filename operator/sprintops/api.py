@@ -1,0 +1,489 @@
+"""The SprintRelease API: pydantic models of spec and status.
+
+These models are the single source of the CRD (see `crd.py`). Validation that the API
+server must do lives here too, as schema constraints and CEL rules, so that a bad manifest
+is rejected before the operator ever sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "sprintops.io"
+VERSION = "v1alpha1"
+KIND = "SprintRelease"
+PLURAL = "sprintreleases"
+SINGULAR = "sprintrelease"
+SHORT_NAMES = ["sr"]
+
+Cluster = Literal["even", "odd"]
+CLUSTERS: tuple[Cluster, Cluster] = ("even", "odd")
+Phase = Literal[
+    "Pending",
+    "Deploying",
+    "Progressing",
+    "Paused",
+    "RollingBack",
+    "RolledBack",
+    "Succeeded",
+    "Failed",
+]
+TERMINAL_PHASES: frozenset[str] = frozenset({"RolledBack", "Succeeded", "Failed"})
+BUILTIN_METRICS = ("request-success-rate", "request-duration-p99")
+
+# Go-style durations ("2s", "1m30s", "500ms"); CEL's duration() parses the same grammar.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+Name = Annotated[str, Field(min_length=1, max_length=253)]
+Label = Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63)]
+
+
+def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """CEL `x-kubernetes-validations`: (rule, message[, fieldPath])."""
+    out = []
+    for pair in pairs:
+        rule: dict[str, str] = {"rule": pair[0], "message": pair[1]}
+        if len(pair) == 3:
+            rule["fieldPath"] = pair[2]
+        out.append(rule)
+    return {"x-kubernetes-validations": out}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+
+class SecretKeyRef(Model):
+    """A key of a Secret in the SprintRelease's namespace."""
+
+    name: Name
+    """Name of the Secret."""
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "kubeconfig"
+    """Key in the Secret that holds the kubeconfig."""
+
+
+class ClusterRef(Model):
+    """How the operator reaches one workload cluster."""
+
+    kubeconfig_secret_ref: SecretKeyRef
+    """Secret holding a kubeconfig for the cluster."""
+
+
+class Clusters(Model):
+    """The two workload clusters that take turns."""
+
+    even: ClusterRef
+    """The cluster that even sprints deploy to."""
+    odd: ClusterRef
+    """The cluster that odd sprints deploy to."""
+
+
+class ServiceSpec(Model):
+    """The service deployed to the idle cluster."""
+
+    name: Annotated[
+        Label, Field(json_schema_extra=rules(("self == oldSelf", "spec.service.name is immutable")))
+    ]
+    """Name of the Deployment and Service; immutable."""
+    namespace: Label
+    """Namespace of the Deployment and Service in the workload cluster."""
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Replicas of the new Deployment."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    """Port the Service exposes and targets."""
+    template: dict[str, Any]
+    """A pod template (metadata and spec), applied as the Deployment's template."""
+
+
+class HostedZone(Model):
+    """The hosted zone, by id or by name; exactly one of the two."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.id) != has(self.name)",
+                "spec.traffic.route53.hostedZone needs exactly one of id and name",
+            )
+        )
+    )
+
+    id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """Hosted zone id, e.g. Z0123456789ABC."""
+    name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    """Hosted zone name, e.g. example.com."""
+
+
+class AliasTarget(Model):
+    """An alias target (A or AAAA records only)."""
+
+    dns_name: Annotated[str, Field(min_length=1, max_length=255)]
+    """DNS name of the alias target."""
+    hosted_zone_id: Annotated[str, Field(min_length=1, max_length=64)]
+    """Hosted zone id of the alias target."""
+    evaluate_target_health: bool = False
+    """Whether Route 53 evaluates the target's health."""
+
+
+class WeightedRecord(Model):
+    """One cluster's weighted record: a value or an alias, not both."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.value) != has(self.alias)",
+                "spec.traffic.route53.records needs exactly one of value and alias per record",
+            )
+        )
+    )
+
+    set_identifier: Annotated[str, Field(min_length=1, max_length=128)]
+    """SetIdentifier of the weighted record."""
+    value: Annotated[str, Field(min_length=1, max_length=4000)] | None = None
+    """Record value (e.g. the cluster's load balancer host name)."""
+    alias: AliasTarget | None = None
+    """Alias target instead of a value."""
+
+
+class WeightedRecords(Model):
+    """The weighted record of each cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.even.setIdentifier != self.odd.setIdentifier",
+                "spec.traffic.route53.records.odd.setIdentifier must differ from "
+                "spec.traffic.route53.records.even.setIdentifier",
+                ".odd.setIdentifier",
+            )
+        )
+    )
+
+    even: WeightedRecord
+    """Record that sends traffic to the even cluster."""
+    odd: WeightedRecord
+    """Record that sends traffic to the odd cluster."""
+
+
+class Route53(Model):
+    """The Route 53 weighted record pair that splits traffic between the clusters."""
+
+    hosted_zone: HostedZone
+    """Hosted zone holding the records."""
+    record_name: Annotated[str, Field(min_length=1, max_length=255)]
+    """Fully qualified record name."""
+    record_type: Literal["A", "AAAA", "CNAME"] = "CNAME"
+    """Record type: A, AAAA or CNAME."""
+    ttl: Annotated[int, Field(ge=0, le=172800)] = 60
+    """TTL in seconds, shared by both records."""
+    records: WeightedRecords
+    """The even and odd records."""
+
+
+class ObjectRef(Model):
+    """A namespaced object."""
+
+    name: Name
+    """Name of the object."""
+    namespace: Label
+    """Namespace of the object."""
+
+
+class Destination(Model):
+    """A destination of the weighted route."""
+
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    """Destination host."""
+    subset: Annotated[str, Field(max_length=63)] | None = None
+    """Destination subset (e.g. selecting topology.istio.io/cluster)."""
+
+
+class Destinations(Model):
+    """The destination of each cluster in the route."""
+
+    even: Destination
+    """Destination that reaches the even cluster."""
+    odd: Destination
+    """Destination that reaches the odd cluster."""
+
+
+class Istio(Model):
+    """The Istio VirtualService whose named route is weighted."""
+
+    virtual_service: ObjectRef
+    """The VirtualService, present in every listed cluster."""
+    route: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the http route whose destination weights are set."""
+    clusters: Annotated[
+        list[Cluster],
+        Field(min_length=1, max_length=2, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ] = ["even", "odd"]
+    """Clusters holding a copy of the VirtualService."""
+    destinations: Destinations
+    """Destinations of the even and odd clusters."""
+
+
+class Traffic(Model):
+    """How traffic moves to the new cluster."""
+
+    steps: Annotated[
+        list[Annotated[int, Field(ge=1, le=100)]],
+        Field(
+            min_length=1,
+            max_length=10,
+            json_schema_extra=rules(
+                (
+                    "self.isSorted() && self.all(x, self.exists_one(y, y == x))",
+                    "spec.traffic.steps must be strictly increasing",
+                ),
+                (
+                    "size(self) == 0 || self[size(self) - 1] == 100",
+                    "spec.traffic.steps must end at 100",
+                ),
+            ),
+        ),
+    ] = [10, 50, 100]
+    """Percent of traffic on the new cluster at each step; strictly increasing, ends at 100."""
+    route53: Route53
+    """The Route 53 weighted record pair."""
+    istio: Istio
+    """The Istio VirtualService route."""
+
+
+class Metric(Model):
+    """A health check: a built-in metric or a custom PromQL query, with a threshold."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.min) || has(self.max)",
+                "spec.analysis.metrics[].min or spec.analysis.metrics[].max is required",
+            ),
+            (
+                f"has(self.query) || self.name in {list(BUILTIN_METRICS)!r}",
+                "spec.analysis.metrics[].query is required unless name is a built-in metric "
+                f"({', '.join(BUILTIN_METRICS)})",
+            ),
+        )
+    )
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    """Metric name; a built-in name needs no query."""
+    query: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """PromQL; {{ cluster }}, {{ namespace }}, {{ service }} and {{ interval }} are filled in."""
+    min_: float | None = Field(default=None, alias="min")
+    """Lowest passing value."""
+    max_: float | None = Field(default=None, alias="max")
+    """Highest passing value."""
+
+
+class PrometheusRef(Model):
+    """Where the health checks are queried."""
+
+    address: Annotated[str, Field(pattern=r"^https?://", max_length=2048)]
+    """Prometheus base URL."""
+
+
+class Analysis(Model):
+    """Health gates between steps."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "duration(self.interval) <= duration(self.bakeTime)",
+                "spec.analysis.interval must not be longer than spec.analysis.bakeTime",
+                ".interval",
+            ),
+        )
+    )
+
+    interval: Duration = "10s"
+    """Time between health checks (Go duration, e.g. 10s)."""
+    bake_time: Duration = "1m"
+    """How long each step must stay healthy before the next (Go duration)."""
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
+    """Consecutive failed checks that trigger rollback."""
+    no_data: Literal["hold", "fail", "pass"] = "hold"
+    """What a query without samples counts as: hold, fail or pass."""
+    progress_deadline: Duration = "10m"
+    """A step that cannot pass its checks for this long is rolled back (Go duration)."""
+    prometheus: PrometheusRef | None = None
+    """Prometheus to query; default is the operator's own setting."""
+    metrics: Annotated[
+        list[Metric],
+        Field(
+            max_length=20,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    """Health checks; names are unique."""
+
+
+class Rollback(Model):
+    """What happens when a health gate fails."""
+
+    automatic: bool = True
+    """Roll back on failure; when false, the release pauses for a person instead."""
+
+
+class Idle(Model):
+    """The previous cluster after success."""
+
+    scale_down_after: Duration = "1h"
+    """The previous cluster's Deployment is scaled to 0 this long after success."""
+
+
+class SprintReleaseSpec(Model):
+    """A sprint's release of one service, rolled from the live cluster to the idle one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "!has(self.traffic.route53.records.even.alias) && "
+                "!has(self.traffic.route53.records.odd.alias) || "
+                "self.traffic.route53.recordType in ['A', 'AAAA']",
+                "spec.traffic.route53.recordType must be A or AAAA for an alias record",
+                ".traffic.route53.recordType",
+            ),
+        )
+    )
+
+    sprint: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1_000_000,
+            json_schema_extra=rules(("self == oldSelf", "spec.sprint is immutable")),
+        ),
+    ]
+    """Sprint number; even sprints deploy to cluster even, odd ones to odd. Immutable."""
+    service: ServiceSpec
+    """The service to deploy."""
+    clusters: Clusters
+    """The two workload clusters."""
+    traffic: Traffic
+    """Traffic steps, Route 53 and Istio."""
+    analysis: Analysis = Analysis()
+    """Health gates."""
+    rollback: Rollback = Rollback()
+    """Rollback behaviour."""
+    idle: Idle = Idle()
+    """What happens to the previous cluster."""
+
+
+class Weights(Model):
+    """Traffic percent per cluster; the pair sums to 100."""
+
+    even: Annotated[int, Field(ge=0, le=100)] = 0
+    """Percent on the even cluster."""
+    odd: Annotated[int, Field(ge=0, le=100)] = 0
+    """Percent on the odd cluster."""
+
+
+class CheckResult(Model):
+    """One health check result."""
+
+    metric: str
+    """Metric name."""
+    value: float | None = None
+    """Observed value; absent when there was no data or Prometheus failed."""
+    threshold: str
+    """Threshold, e.g. '>= 99' or '<= 500'."""
+    passed: bool
+    """Whether the check passed."""
+    verdict: Literal["pass", "fail", "hold", "noData", "error"] = "pass"
+    """pass, fail, hold, noData (counted as analysis.noData says) or error (Prometheus)."""
+    time: str
+    """When the check ran (RFC 3339)."""
+    step_index: int | None = None
+    """Step the check belonged to."""
+
+
+class Condition(Model):
+    """A standard Kubernetes condition."""
+
+    type: Literal["Ready", "Progressing", "Degraded"]
+    """Ready, Progressing or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = ""
+    """One-word CamelCase reason."""
+    message: str = ""
+    """Human-readable detail."""
+    last_transition_time: str | None = None
+    """When the status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """Generation the condition was computed for."""
+
+
+class StepRecord(Model):
+    """When a step started and finished."""
+
+    weight: int
+    """The new cluster's weight at this step."""
+    started_at: str
+    """When the weights were applied (RFC 3339)."""
+    completed_at: str | None = None
+    """When the step's gate passed (RFC 3339)."""
+
+
+class SprintReleaseStatus(Model):
+    """What the operator knows; a restarted operator resumes from here."""
+
+    phase: Phase | None = None
+    """Pending, Deploying, Progressing, Paused, RollingBack, RolledBack, Succeeded or Failed."""
+    target_cluster: Cluster | None = None
+    """The cluster this release deploys to."""
+    previous_cluster: Cluster | None = None
+    """The cluster that was live before."""
+    step_index: int | None = None
+    """Index into spec.traffic.steps of the step applied last; absent before the first."""
+    step: str | None = None
+    """Progress as n/m, for printing."""
+    target_weight: int | None = None
+    """The new cluster's percent of traffic, for printing."""
+    weights: Weights | None = None
+    """Weights last written to Route 53 and every VirtualService copy."""
+    step_started_at: str | None = None
+    """When the current step's weights were applied (RFC 3339)."""
+    deployment_available_at: str | None = None
+    """When the new Deployment was first observed Available (RFC 3339)."""
+    steps: list[StepRecord] = []
+    """Per-step timings."""
+    consecutive_failures: int = 0
+    """Failed checks in a row in the current step."""
+    analysis: Annotated[list[CheckResult], Field(max_length=100)] = []
+    """Recent check results, newest last; bounded."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=8,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = []
+    """Ready, Progressing and Degraded."""
+    observed_generation: int | None = None
+    """The spec generation the status reflects."""
+    message: str | None = None
+    """Why the release is where it is."""
+    completed_at: str | None = None
+    """When the release reached a terminal phase (RFC 3339)."""
+    scale_down_at: str | None = None
+    """When the previous cluster's Deployment is due to be scaled to 0 (RFC 3339)."""
+    scaled_down_at: str | None = None
+    """When the previous cluster's Deployment was scaled to 0 (RFC 3339)."""

@@ -1,0 +1,288 @@
+"""`make env-up` / `make env-down`: the whole local environment, started once and reused.
+
+State lives in `.sprintops/env/`: certificates, etcd data, logs, kubeconfig, env.sh and
+state.json (pids and ports). `up` reuses a running environment as it is; `down` stops every
+process and deletes the directory, so the next `up` starts from the seeded baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sprintops.kube import client_from_kubeconfig
+from sprintops.localenv import binaries, seed
+from sprintops.localenv.controlplane import (
+    CLUSTERS,
+    WORKLOAD_CLUSTERS,
+    ControlPlane,
+    Credentials,
+    healthy,
+    kubeconfig,
+    write_kubeconfig,
+)
+from sprintops.localenv.processes import alive, free_port, spawn, stop, wait_for
+
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+LIVE = "odd"  # sprint 41 is live in odd
+
+
+@dataclass
+class State:
+    pids: dict[str, int] = field(default_factory=dict)
+    servers: dict[str, str] = field(default_factory=dict)
+    route53_url: str = ""
+    prometheus_url: str = ""
+    simulator_port: int = 0
+    bin_dir: str = ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    repo: Path
+
+    @property
+    def root(self) -> Path:
+        return Path(os.environ.get("SPRINTOPS_ENV_DIR", self.repo / ".sprintops/env")).resolve()
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def env_sh(self) -> Path:
+        return self.root / "env.sh"
+
+    @property
+    def simulator_config(self) -> Path:
+        return self.root / "simulator.json"
+
+    def load(self) -> State | None:
+        if not self.state_file.exists():
+            return None
+        return State(**json.loads(self.state_file.read_text()))
+
+    def save(self, state: State) -> None:
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+
+
+def environment_variables(layout: Layout, state: State) -> dict[str, str]:
+    return {
+        "KUBECONFIG": str(layout.kubeconfig),
+        "AWS_ENDPOINT_URL_ROUTE_53": state.route53_url,
+        **DUMMY_AWS,
+        "SPRINTOPS_PROMETHEUS_URL": state.prometheus_url,
+        "SPRINTOPS_ENV_DIR": str(layout.root),
+    }
+
+
+def _write_env_sh(layout: Layout, state: State) -> None:
+    lines = [f'export {k}="{v}"' for k, v in environment_variables(layout, state).items()]
+    lines.append(f'export PATH="{state.bin_dir}:$PATH"')
+    layout.env_sh.write_text("# Written by `make env-up`; source it.\n" + "\n".join(lines) + "\n")
+
+
+def is_running(layout: Layout) -> bool:
+    state = layout.load()
+    if state is None or not state.pids:
+        return False
+    if not all(alive(pid) for pid in state.pids.values()):
+        return False
+    creds = Credentials.load(layout.root / "certs")
+    return all(healthy(url, creds) for url in state.servers.values())
+
+
+def down(layout: Layout, say: Callable[[str], None] = print) -> None:
+    state = layout.load()
+    if state is not None:
+        # Reverse start order: clients first, etcd last.
+        for name, pid in reversed(list(state.pids.items())):
+            stop(pid)
+            say(f"stopped {name} (pid {pid})")
+    if layout.root.exists():
+        shutil.rmtree(layout.root)
+        say(f"removed {layout.root}")
+
+
+def up(layout: Layout, say: Callable[[str], None] = print) -> State:
+    started = time.monotonic()
+
+    def step(msg: str) -> None:
+        say(f"[{time.monotonic() - started:5.1f}s] {msg}")
+
+    if is_running(layout):
+        state = layout.load()
+        assert state is not None
+        _write_env_sh(layout, state)
+        # The CRD is the one thing a developer changes between runs; keep it current.
+        admin = layout.kubeconfig.read_text()
+        seed.apply_crd(client_from_kubeconfig(admin, "mgmt"))
+        step(f"local environment already running; reusing it ({layout.env_sh})")
+        return state
+    if layout.root.exists():
+        step("cleaning up a partial environment")
+        down(layout, say=lambda _m: None)
+    layout.root.mkdir(parents=True)
+    state = State()
+    try:
+        _start(layout, state, step)
+    except BaseException:
+        layout.save(state)
+        step(f"start-up failed; logs are in {layout.root / 'logs'}")
+        raise
+    layout.save(state)
+    _write_env_sh(layout, state)
+    step(f"local environment ready: source {layout.env_sh}")
+    return state
+
+
+def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
+    step("resolving control-plane binaries (built once, then cached)")
+    bins = binaries.resolve(layout.repo)
+    prometheus_bin = binaries.prometheus()
+    state.bin_dir = str(bins["kubectl"].parent)
+    logs = layout.root / "logs"
+
+    route53_port = free_port()
+    state.route53_url = f"http://127.0.0.1:{route53_port}"
+    step(f"starting moto (Route 53) on {state.route53_url}")
+    state.pids["moto"] = spawn(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(route53_port)],
+        logs / "moto.log",
+    )
+    os.environ.update({"AWS_ENDPOINT_URL_ROUTE_53": state.route53_url, **DUMMY_AWS})
+
+    creds = Credentials.create(layout.root / "certs")
+    plane = ControlPlane(layout.root, bins, creds)
+    step("starting etcd")
+    state.pids["etcd"], etcd_port = plane.start_etcd()
+    ports: dict[str, int] = {}
+    for cluster in CLUSTERS:
+        state.pids[f"apiserver-{cluster}"], ports[cluster] = plane.start_apiserver(
+            cluster, etcd_port
+        )
+        state.servers[cluster] = f"https://127.0.0.1:{ports[cluster]}"
+    step("starting kube-apiserver for mgmt, even, odd")
+    for cluster in CLUSTERS:
+        plane.wait_apiserver(cluster, state.pids[f"apiserver-{cluster}"], ports[cluster])
+    admin = kubeconfig(state.servers, creds, creds.admin, current="mgmt")
+    write_kubeconfig(layout.kubeconfig, admin)
+    for cluster in CLUSTERS:
+        own = kubeconfig({cluster: state.servers[cluster]}, creds, creds.admin)
+        path = write_kubeconfig(layout.root / f"kubeconfig-{cluster}", own)
+        pids = plane.start_controllers(cluster, path)
+        names = ["controller-manager", "scheduler", "kwok"][: len(pids)]
+        state.pids.update({f"{n}-{cluster}": p for n, p in zip(names, pids, strict=True)})
+    step("started kube-controller-manager (all), kube-scheduler and kwok (even, odd)")
+
+    wait_for("moto", lambda: _http_ok(state.route53_url + "/moto-api/"), 30, pid=state.pids["moto"])
+    spec = seed.canonical(layout.repo)
+    apis = {c: client_from_kubeconfig(admin, c) for c in CLUSTERS}
+    secrets = {
+        c: yaml.safe_dump(kubeconfig({c: state.servers[c]}, creds, creds.operator))
+        for c in WORKLOAD_CLUSTERS
+    }
+    step(
+        "seeding mgmt (CRD, namespace releases, kubeconfig Secrets), even and odd (Istio CRDs, "
+        "VirtualServices, sprint 41 in odd) and Route 53 (odd=100, even=0)"
+    )
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [
+            pool.submit(seed.seed_mgmt, apis["mgmt"], secrets),
+            pool.submit(seed.seed_route53, spec, LIVE),
+            *[
+                pool.submit(seed.seed_workload, apis[c], c, spec, bins[binaries.ISTIO_CRDS], LIVE)
+                for c in WORKLOAD_CLUSTERS
+            ],
+        ]
+        for job in jobs:
+            job.result()
+
+    state.simulator_port = free_port()
+    layout.simulator_config.write_text(
+        json.dumps(
+            {
+                "port": state.simulator_port,
+                "kubeconfig": str(layout.kubeconfig),
+                "routes": [
+                    {
+                        "service": spec.service.name,
+                        "namespace": spec.service.namespace,
+                        "route53": spec.traffic.route53.model_dump(
+                            by_alias=True, exclude_none=True
+                        ),
+                    }
+                ],
+            },
+            indent=2,
+        )
+    )
+    step(f"starting the traffic simulator on 127.0.0.1:{state.simulator_port}")
+    state.pids["simulator"] = spawn(
+        [sys.executable, "-m", "sprintops.localenv.simulator", str(layout.simulator_config)],
+        logs / "simulator.log",
+    )
+    prom_port = free_port()
+    state.prometheus_url = f"http://127.0.0.1:{prom_port}"
+    prom_config = layout.root / "prometheus.yml"
+    prom_config.write_text(yaml.safe_dump(_prometheus_config(state.simulator_port)))
+    step(f"starting Prometheus on {state.prometheus_url} (scrapes every 1s)")
+    state.pids["prometheus"] = spawn(
+        [
+            str(prometheus_bin),
+            f"--config.file={prom_config}",
+            f"--storage.tsdb.path={layout.root / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ],
+        logs / "prometheus.log",
+    )
+    step(
+        f"waiting for sprint {seed.PREVIOUS_SPRINT} to be Available in {LIVE} and Prometheus ready"
+    )
+    seed.wait_available(apis[LIVE], spec.service.name, spec.service.namespace)
+    wait_for(
+        "Prometheus",
+        lambda: _http_ok(state.prometheus_url + "/-/ready"),
+        60,
+        pid=state.pids["prometheus"],
+        log=logs / "prometheus.log",
+    )
+
+
+def _prometheus_config(simulator_port: int) -> dict[str, Any]:
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "traffic-simulator",
+                "static_configs": [{"targets": [f"127.0.0.1:{simulator_port}"]}],
+            }
+        ],
+    }
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return bool(r.status == 200)

@@ -1,0 +1,177 @@
+"""Traffic simulator: Istio-standard metrics for every simulated service in even and odd.
+
+Per service, the request rate of each cluster follows the service's live Route 53 weights;
+its error rate and latency come from the `sim.sprintops.io/*` annotations on the pod template
+of the Deployment running there. A cluster that gets traffic without an Available Deployment
+answers 503. Prometheus scrapes the result.
+
+Run: python -m sprintops.localenv.simulator CONFIG.json
+CONFIG: {"port", "kubeconfig", "routes": [{service, namespace, route53: <spec.traffic.route53>}]}
+The file is re-read on every poll, so benchmarks can add services while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from sprintops.api import CLUSTERS, Route53
+from sprintops.kube import client_from_kubeconfig
+from sprintops.manifests import is_available
+from sprintops.traffic.route53 import Route53Pairs
+
+ANNOTATION_ERROR_RATE = "sim.sprintops.io/error-rate"
+ANNOTATION_LATENCY = "sim.sprintops.io/latency-ms"
+REQUESTS_PER_SECOND = 100.0
+# Istio's default request-duration buckets, in milliseconds.
+BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+# How a cluster's latency spreads around its configured value: (share of requests, factor).
+SPREAD = ((0.5, 0.8), (0.49, 1.2), (0.01, 2.0))
+UNAVAILABLE_LATENCY_MS = 1.0
+
+log = logging.getLogger("sprintops.simulator")
+
+
+@dataclass(frozen=True)
+class Backend:
+    available: bool
+    error_rate: float
+    latency_ms: float
+
+
+Key = tuple[str, str, str]  # cluster, namespace, service
+
+
+class Traffic(Collector):
+    """Accumulates requests as floats, so low rates still move the counters smoothly."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: dict[tuple[Key, str], float] = defaultdict(float)
+        self.buckets: dict[Key, list[float]] = {}
+        self.sums: dict[Key, float] = defaultdict(float)
+
+    def add(self, key: Key, count: float, backend: Backend) -> None:
+        if count <= 0:
+            return
+        if backend.available:
+            errors, code_err, latency = count * backend.error_rate, "500", backend.latency_ms
+        else:
+            errors, code_err, latency = count, "503", UNAVAILABLE_LATENCY_MS
+        with self.lock:
+            self.requests[(key, "200")] += count - errors
+            self.requests[(key, code_err)] += errors
+            counts = self.buckets.setdefault(key, [0.0] * (len(BUCKETS) + 1))
+            for share, factor in SPREAD:
+                value = latency * factor
+                index = next((i for i, b in enumerate(BUCKETS) if value <= b), len(BUCKETS))
+                counts[index] += count * share
+                self.sums[key] += value * count * share
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        names = [
+            "reporter",
+            "destination_cluster",
+            "destination_workload_namespace",
+            "destination_workload",
+            "destination_service",
+        ]
+        requests = CounterMetricFamily(
+            "istio_requests_total", "Requests (simulated)", labels=[*names, "response_code"]
+        )
+        duration = HistogramMetricFamily(
+            "istio_request_duration_milliseconds",
+            "Request duration in ms (simulated)",
+            labels=names,
+        )
+        with self.lock:
+            for ((cluster, ns, svc), code), value in sorted(self.requests.items()):
+                labels = ["destination", cluster, ns, svc, f"{svc}.{ns}.svc.cluster.local"]
+                requests.add_metric([*labels, code], value)
+            for (cluster, ns, svc), counts in sorted(self.buckets.items()):
+                labels = ["destination", cluster, ns, svc, f"{svc}.{ns}.svc.cluster.local"]
+                cumulative, acc = [], 0.0
+                for bound, c in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
+                    acc += c
+                    cumulative.append((bound, acc))
+                duration.add_metric(labels, cumulative, self.sums[(cluster, ns, svc)])
+        yield requests
+        yield duration
+
+
+def _backends(api: client.ApiClient) -> dict[tuple[str, str], Backend]:
+    apps = client.AppsV1Api(api)
+    out: dict[tuple[str, str], Backend] = {}
+    for d in apps.list_deployment_for_all_namespaces(_request_timeout=5).items:
+        body = api.sanitize_for_serialization(d)
+        annotations = (
+            (d.spec.template.metadata.annotations or {}) if d.spec.template.metadata else {}
+        )
+        out[(d.metadata.namespace, d.metadata.name)] = Backend(
+            available=is_available(body),
+            error_rate=float(annotations.get(ANNOTATION_ERROR_RATE, "0")),
+            latency_ms=float(annotations.get(ANNOTATION_LATENCY, "10")),
+        )
+    return out
+
+
+def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25) -> None:
+    config = json.loads(config_path.read_text())
+    apis = {c: client_from_kubeconfig(Path(config["kubeconfig"]).read_text(), c) for c in CLUSTERS}
+    route53 = Route53Pairs()
+    traffic = Traffic()
+    registry = CollectorRegistry()
+    registry.register(traffic)
+    start_http_server(config["port"], addr="127.0.0.1", registry=registry)
+    log.info("serving metrics on 127.0.0.1:%s", config["port"])
+
+    weights: dict[tuple[str, str], dict[str, int]] = {}
+    backends: dict[str, dict[tuple[str, str], Backend]] = {c: {} for c in CLUSTERS}
+    last_poll, last_tick = 0.0, time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - last_poll >= poll_seconds:
+            last_poll = now
+            try:
+                routes: list[dict[str, Any]] = json.loads(config_path.read_text())["routes"]
+                for cluster in CLUSTERS:
+                    backends[cluster] = _backends(apis[cluster])
+                for r in routes:
+                    pair = route53.read(Route53.model_validate(r["route53"]))
+                    if pair is not None:
+                        weights[(r["namespace"], r["service"])] = {
+                            "even": pair.even,
+                            "odd": pair.odd,
+                        }
+            except Exception as exc:  # keep simulating on the last known state
+                log.warning("poll failed: %s", exc)
+        elapsed, last_tick = now - last_tick, now
+        for (ns, svc), split in weights.items():
+            total = sum(split.values()) or 1
+            for cluster in CLUSTERS:
+                count = REQUESTS_PER_SECOND * elapsed * split[cluster] / total
+                backend = backends[cluster].get((ns, svc), Backend(False, 1.0, 0.0))
+                traffic.add((cluster, ns, svc), count, backend)
+        time.sleep(tick_seconds)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run(Path(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
