@@ -32,6 +32,17 @@ Phase = Literal[
     "Failed",
 ]
 TERMINAL_PHASES: frozenset[str] = frozenset({"RolledBack", "Succeeded", "Failed"})
+
+
+def other(cluster: Cluster) -> Cluster:
+    return "odd" if cluster == "even" else "even"
+
+
+def parity_cluster(sprint: int) -> Cluster:
+    """Even sprints deploy to cluster even, odd ones to odd."""
+    return "even" if sprint % 2 == 0 else "odd"
+
+
 BUILTIN_METRICS = ("request-success-rate", "request-duration-p99")
 
 # Go-style durations ("2s", "1m30s", "500ms"); CEL's duration() parses the same grammar.
@@ -391,6 +402,26 @@ class Weights(Model):
     odd: Annotated[int, Field(ge=0, le=100)] = 0
     """Percent on the odd cluster."""
 
+    def of(self, cluster: Cluster) -> int:
+        return self.even if cluster == "even" else self.odd
+
+    @staticmethod
+    def split(cluster: Cluster, percent: int) -> Weights:
+        """`percent` on `cluster`, the rest on the other one."""
+        rest = 100 - percent
+        if cluster == "even":
+            return Weights(even=percent, odd=rest)
+        return Weights(even=rest, odd=percent)
+
+    @property
+    def live(self) -> Cluster | None:
+        """The cluster carrying all traffic, if one does."""
+        if self.even > 0 and self.odd == 0:
+            return "even"
+        if self.odd > 0 and self.even == 0:
+            return "odd"
+        return None
+
 
 class CheckResult(Model):
     """One health check result."""
@@ -458,6 +489,8 @@ class SprintReleaseStatus(Model):
     """Weights last written to Route 53 and every VirtualService copy."""
     step_started_at: str | None = None
     """When the current step's weights were applied (RFC 3339)."""
+    deploy_started_at: str | None = None
+    """When the new Deployment was first applied (RFC 3339)."""
     deployment_available_at: str | None = None
     """When the new Deployment was first observed Available (RFC 3339)."""
     steps: list[StepRecord] = []
@@ -487,3 +520,11 @@ class SprintReleaseStatus(Model):
     """When the previous cluster's Deployment is due to be scaled to 0 (RFC 3339)."""
     scaled_down_at: str | None = None
     """When the previous cluster's Deployment was scaled to 0 (RFC 3339)."""
+
+    def merge_patch(self, stored: dict[str, Any] | None) -> dict[str, Any]:
+        """A JSON merge patch from the stored status to this one: unset fields become null
+        (removed), and no null is ever sent inside a value, where the schema would reject it."""
+        patch: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        for key in stored or {}:
+            patch.setdefault(key, None)
+        return patch

@@ -59,18 +59,44 @@ def apply(
     """Server-side apply of one object; returns the object as the server stored it."""
     meta = obj["metadata"]
     path = object_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+    query = [("fieldManager", field_manager), ("force", str(force).lower())]
+    # JSON is YAML, so the apply patch can be sent as the client serialises it.
+    return _patch(api, path, obj, "application/apply-patch+yaml", query)
+
+
+def merge_patch(api: client.ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch; with metadata.resourceVersion in `body` it is compare-and-set
+    (the apiserver answers 409 when the object changed since)."""
+    return _patch(api, path, body, "application/merge-patch+json", [])
+
+
+def _patch(
+    api: client.ApiClient,
+    path: str,
+    body: dict[str, Any],
+    content_type: str,
+    query: list[tuple[str, str]],
+) -> dict[str, Any]:
     response = api.call_api(
         path,
         "PATCH",
-        query_params=[("fieldManager", field_manager), ("force", str(force).lower())],
-        header_params={
-            "Content-Type": "application/apply-patch+yaml",
-            "Accept": "application/json",
-        },
-        body=obj,
+        query_params=query,
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
         response_types_map={200: "object", 201: "object"},
         auth_settings=["BearerToken"],
         _return_http_data_only=True,
+        _request_timeout=15,
     )
     result: dict[str, Any] = response
     return result
+
+
+def mgmt_client() -> client.ApiClient:
+    """In a pod: the ServiceAccount. Elsewhere: KUBECONFIG's current context, as kopf uses."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        api: client.ApiClient = config.new_client_from_config()
+        return api

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from sprintops.api import Cluster
 from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import binaries, seed
 from sprintops.localenv.controlplane import (
@@ -40,7 +41,7 @@ DUMMY_AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
-LIVE = "odd"  # sprint 41 is live in odd
+LIVE: Cluster = "odd"  # sprint 41 is live in odd
 
 
 @dataclass

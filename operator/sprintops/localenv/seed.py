@@ -16,10 +16,10 @@ import yaml
 from kubernetes import client
 
 from sprintops import crd, manifests
-from sprintops.api import ServiceSpec, SprintReleaseSpec
+from sprintops.api import Cluster, ServiceSpec, SprintReleaseSpec, Weights
 from sprintops.kube import apply
 from sprintops.localenv.controlplane import OPERATOR_USER
-from sprintops.traffic.route53 import PairWeights, Route53Pairs
+from sprintops.traffic.route53 import Route53Pairs
 
 PREVIOUS_SPRINT = 41
 NODE_NAME = "kwok-node-0"
@@ -183,7 +183,7 @@ def previous_service(spec: SprintReleaseSpec) -> ServiceSpec:
     return spec.service.model_copy(update={"template": template})
 
 
-def seed_route53(spec: SprintReleaseSpec, live: str) -> None:
+def seed_route53(spec: SprintReleaseSpec, live: Cluster) -> None:
     r53 = spec.traffic.route53
     boto = boto3.client("route53")
     name = r53.hosted_zone.name or ""
@@ -191,7 +191,7 @@ def seed_route53(spec: SprintReleaseSpec, live: str) -> None:
     if not any(z["Name"] == name for z in zones):
         boto.create_hosted_zone(Name=name, CallerReference=f"sprintops-{name}")
     pairs = Route53Pairs(boto)
-    weights = PairWeights(even=100 if live == "even" else 0, odd=100 if live == "odd" else 0)
+    weights = Weights.split(live, 100)
     pairs.wait_insync(pairs.write(r53, weights, comment="seed: sprint 41 live"))
 
 

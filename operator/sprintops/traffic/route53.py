@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
-from sprintops.api import CLUSTERS, Cluster, Route53
+from sprintops.api import CLUSTERS, Route53, Weights
 
 if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
@@ -19,24 +18,6 @@ MAX_WEIGHT = 255  # Route 53's own limit; moto does not enforce it, so we do.
 
 class WeightError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class PairWeights:
-    even: int
-    odd: int
-
-    def of(self, cluster: Cluster) -> int:
-        return self.even if cluster == "even" else self.odd
-
-    @property
-    def live(self) -> Cluster | None:
-        """The cluster carrying all traffic, if one does."""
-        if self.even > 0 and self.odd == 0:
-            return "even"
-        if self.odd > 0 and self.even == 0:
-            return "odd"
-        return None
 
 
 def make_client() -> Route53Client:
@@ -75,7 +56,7 @@ class Route53Pairs:
             self._zone_ids[name] = zones[0]["Id"].removeprefix("/hostedzone/")
         return self._zone_ids[name]
 
-    def read(self, spec: Route53) -> PairWeights | None:
+    def read(self, spec: Route53) -> Weights | None:
         """The pair's current weights, or None when a record of the pair does not exist."""
         name = _fqdn(spec.record_name)
         found: dict[str, int] = {}
@@ -93,9 +74,10 @@ class Route53Pairs:
                 found[cluster] = rrset["Weight"]
         if set(found) != set(CLUSTERS):
             return None
-        return PairWeights(even=found["even"], odd=found["odd"])
+        # Route 53 allows up to 255; this pair is always written as percentages.
+        return Weights.model_construct(even=found["even"], odd=found["odd"])
 
-    def changes(self, spec: Route53, weights: PairWeights) -> list[dict[str, Any]]:
+    def changes(self, spec: Route53, weights: Weights) -> list[dict[str, Any]]:
         validate(weights.even, weights.odd)
         out = []
         for cluster in CLUSTERS:
@@ -118,7 +100,7 @@ class Route53Pairs:
             out.append({"Action": "UPSERT", "ResourceRecordSet": rrset})
         return out
 
-    def write(self, spec: Route53, weights: PairWeights, comment: str = "sprintops") -> str:
+    def write(self, spec: Route53, weights: Weights, comment: str = "sprintops") -> str:
         """UPSERTs both records in ONE batch (atomic on Route 53); returns the change id."""
         response = self.client.change_resource_record_sets(
             HostedZoneId=self.zone_id(spec),

@@ -1,0 +1,132 @@
+"""The workload clusters: clients from kubeconfig Secrets, the service's Deployment there."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from sprintops import manifests
+from sprintops.api import ServiceSpec, SprintReleaseSpec
+from sprintops.kube import apply, client_from_kubeconfig
+from sprintops.manifests import LABEL_SPRINT
+from sprintops.plan import TargetDeployment
+
+
+class ClusterError(Exception):
+    """Why a workload cluster cannot be used. The message is safe for status and Events:
+    it never holds the Secret's content."""
+
+
+class KubeconfigSecrets:
+    """Clients for the kubeconfigs in Secrets, cached until the Secret changes."""
+
+    def __init__(self, mgmt: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(mgmt)
+        self._cache: dict[tuple[str, str, str], tuple[str, client.ApiClient]] = {}
+
+    def api_client(self, namespace: str, name: str, key: str) -> client.ApiClient:
+        where = f"Secret {namespace}/{name}"
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ClusterError(f"{where} not found") from None
+            if exc.status == 403:
+                raise ClusterError(f"not allowed to read {where}") from None
+            raise ClusterError(f"cannot read {where}: HTTP {exc.status}") from None
+        version = secret.metadata.resource_version or ""
+        cached = self._cache.get((namespace, name, key))
+        if cached and cached[0] == version:
+            return cached[1]
+        data = (secret.data or {}).get(key)
+        if data is None:
+            raise ClusterError(f"{where} has no key {key!r}")
+        try:
+            api = client_from_kubeconfig(base64.b64decode(data).decode())
+        except Exception as exc:  # the loader raises many types on garbage
+            # Only the exception's type: its text may quote the Secret.
+            raise ClusterError(
+                f"{where} key {key!r} does not hold a usable kubeconfig ({type(exc).__name__})"
+            ) from None
+        self._cache[(namespace, name, key)] = (version, api)
+        return api
+
+    def for_cluster(
+        self, spec: SprintReleaseSpec, namespace: str, cluster: str
+    ) -> client.ApiClient:
+        ref = getattr(spec.clusters, cluster).kubeconfig_secret_ref
+        return self.api_client(namespace, ref.name, ref.key)
+
+
+class Workload:
+    """The service's Deployment and Service in one cluster."""
+
+    def __init__(self, api: client.ApiClient, cluster: str) -> None:
+        self.api = api
+        self.apps = client.AppsV1Api(api)
+        self.cluster = cluster
+
+    def deploy(self, service: ServiceSpec, sprint: int, release: str) -> None:
+        with self._errors("apply the Deployment"):
+            apply(self.api, manifests.deployment(service, sprint, release))
+            apply(self.api, manifests.service_object(service, sprint, release))
+
+    def observe(self, service: ServiceSpec) -> TargetDeployment | None:
+        with self._errors("read the Deployment"):
+            try:
+                dep = self.apps.read_namespaced_deployment(
+                    service.name, service.namespace, _request_timeout=10
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        body: dict[str, Any] = self.api.sanitize_for_serialization(dep)
+        sprint = (body["metadata"].get("labels") or {}).get(LABEL_SPRINT)
+        return TargetDeployment(
+            sprint=int(sprint) if sprint and sprint.isdigit() else None,
+            available=manifests.is_available(body),
+        )
+
+    def replicas(self, service: ServiceSpec) -> int | None:
+        with self._errors("read the Deployment"):
+            try:
+                scale = self.apps.read_namespaced_deployment_scale(
+                    service.name, service.namespace, _request_timeout=10
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        replicas: int = scale.spec.replicas or 0
+        return replicas
+
+    def scale_to_zero(self, service: ServiceSpec) -> None:
+        with self._errors("scale the Deployment"):
+            try:
+                self.apps.patch_namespaced_deployment_scale(
+                    service.name, service.namespace, {"spec": {"replicas": 0}}, _request_timeout=10
+                )
+            except ApiException as exc:
+                if exc.status != 404:  # already gone is as idle as it gets
+                    raise
+
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return translated(f"cannot {doing} in cluster {self.cluster}")
+
+
+@contextmanager
+def translated(prefix: str) -> Iterator[None]:
+    """API and connection errors become a ClusterError with a short, safe message."""
+    try:
+        yield
+    except ApiException as exc:
+        raise ClusterError(f"{prefix}: HTTP {exc.status} {exc.reason}") from None
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        raise ClusterError(f"{prefix}: unreachable ({type(exc).__name__})") from None

@@ -1,0 +1,25 @@
+"""Operator settings, from flags and environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _split(value: str | None) -> list[str]:
+    return [v for v in (value or "").split(",") if v]
+
+
+@dataclass(frozen=True)
+class Config:
+    namespaces: list[str] = field(
+        default_factory=lambda: _split(os.environ.get("SPRINTOPS_NAMESPACES"))
+    )
+    prometheus_url: str = field(
+        default_factory=lambda: os.environ.get(
+            "SPRINTOPS_PROMETHEUS_URL", "http://prometheus.monitoring:9090"
+        )
+    )
+    workers: int = field(default_factory=lambda: int(os.environ.get("SPRINTOPS_WORKERS", "32")))
+    standalone: bool = True
+    liveness: str | None = None

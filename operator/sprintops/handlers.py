@@ -1,0 +1,134 @@
+"""Thin kopf glue: one daemon per SprintRelease runs the reconcile loop.
+
+kopf keeps no state of ours: its daemons store nothing, and everything the rollout knows is
+in `.status`, so a restarted operator resumes exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+
+from sprintops import api
+from sprintops.api import TERMINAL_PHASES
+from sprintops.clusters import KubeconfigSecrets
+from sprintops.config import Config
+from sprintops.kube import mgmt_client
+from sprintops.plan import Emit
+from sprintops.reconcile import Reconciler, Runtime
+from sprintops.traffic.route53 import Route53Pairs
+
+log = logging.getLogger("sprintops")
+ERROR_BACKOFF = 5.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A release as the by-service index keeps it."""
+
+    created: str
+    key: str
+    phase: str | None
+
+
+@kopf.on.startup()
+async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    config: Config = memo.config
+    # Events are posted explicitly by the plan; kopf's log-to-event bridge would duplicate them.
+    settings.posting.enabled = False
+    settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+    # Blocking clients run in threads; the default pool (cores + 4) is too small for a fleet.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
+    mgmt = mgmt_client()
+    memo.runtime = Runtime(mgmt=mgmt, route53=Route53Pairs(), secrets=KubeconfigSecrets(mgmt))
+    log.info("sprintops started namespaces=%s", ",".join(config.namespaces) or "*")
+
+
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL)
+def releases_by_service(
+    *,
+    name: str,
+    namespace: str | None,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    **_: Any,
+) -> dict[tuple[str, str], Entry]:
+    service = spec.get("service", {})
+    key = (service.get("namespace", ""), service.get("name", ""))
+    return {
+        key: Entry(str(meta.get("creationTimestamp")), f"{namespace}/{name}", status.get("phase"))
+    }
+
+
+def competitor(index: kopf.Index[tuple[str, str], Entry], body: kopf.Body) -> str | None:
+    """An older release of the same service that is still in flight."""
+    service = body.get("spec", {}).get("service", {})
+    mine = Entry(
+        str(body.metadata.get("creationTimestamp")),
+        f"{body.metadata.namespace}/{body.metadata.name}",
+        None,
+    )
+    others = [
+        e
+        for e in index.get((service.get("namespace", ""), service.get("name", "")), [])
+        if e.key != mine.key
+        and e.phase not in TERMINAL_PHASES
+        and (e.created, e.key) < (mine.created, mine.key)
+    ]
+    return min(others, key=lambda e: (e.created, e.key)).key if others else None
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+def wake(*, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Any change by someone else (spec, annotations) gets a look right away."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None and runtime.last_written.get(body.metadata.uid) == body.metadata.get(
+        "resourceVersion"
+    ):
+        return  # our own status write
+    event: asyncio.Event | None = memo.get("wake")
+    if event is not None:
+        event.set()
+
+
+def post_event(obj: dict[str, Any], emit: Emit) -> None:
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, obj)), type=emit.type, reason=emit.reason, message=emit.message
+    )
+
+
+@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=5)
+async def rollout(
+    *,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
+) -> None:
+    index: kopf.Index[tuple[str, str], Entry] = kwargs["releases_by_service"]
+    wake_event: asyncio.Event = memo.setdefault("wake", asyncio.Event())
+    reconciler = Reconciler(memo.runtime, post_event)
+    while not stopped:
+        wake_event.clear()
+        try:
+            wait = await reconciler.once(namespace or "", name, competitor(index, body))
+        except Exception:
+            log.exception(
+                "reconcile failed release=%s/%s; retrying in %ss", namespace, name, ERROR_BACKOFF
+            )
+            wait = ERROR_BACKOFF
+        if wait == 0:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake_event.wait(), timeout=wait)

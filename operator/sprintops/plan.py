@@ -1,0 +1,320 @@
+"""The rollout as a pure function: plan(spec, status, observations) -> Plan.
+
+No I/O and no clock: the caller observes the world, calls `plan`, writes the returned status
+(compare-and-set) and only then runs the returned actions. Because the status is written
+first, it always records the step that traffic is moving to, never one behind it.
+
+The phases, top to bottom:
+
+    (new) / Pending --> Deploying --> Progressing (step 1..n) --> Succeeded
+        |                   |              |
+        v                   v              v
+      Failed              Failed        (blocked: holds, says why)
+
+Invariants (tested with hypothesis in tests/unit/test_plan_properties.py):
+- the pair's weights sum to 100;
+- the new cluster's weight never exceeds the recorded step's weight;
+- the new cluster gets weight > 0 only after its Deployment was observed Available;
+- steps are taken in order, never skipped, never repeated;
+- terminal phases are terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from sprintops.api import (
+    TERMINAL_PHASES,
+    Cluster,
+    Condition,
+    Phase,
+    SprintReleaseSpec,
+    SprintReleaseStatus,
+    StepRecord,
+    Weights,
+    other,
+    parity_cluster,
+)
+from sprintops.durations import parse_timestamp, seconds, timestamp
+
+BLOCKED_RETRY = 5.0
+POLL = 1.0
+
+
+@dataclass(frozen=True)
+class TargetDeployment:
+    """The new cluster's Deployment of the service, as last read."""
+
+    sprint: int | None
+    available: bool
+
+
+@dataclass(frozen=True)
+class Observations:
+    now: dt.datetime
+    generation: int = 1
+    # Route 53's weights, read while nothing has moved yet; None: the pair does not exist.
+    live: Weights | None = None
+    target: TargetDeployment | None = None
+    # Weights this operator process has confirmed on Route 53 (INSYNC) and every VirtualService
+    # copy. Memory only: after a restart it is None, so the recorded step is re-asserted.
+    applied: Weights | None = None
+    # An older release of the same service that is still in flight.
+    competitor: str | None = None
+    # Why the world could not be observed or changed (missing Secret, bad VirtualService...).
+    blocker: str | None = None
+    scaled_down: bool = False
+
+
+@dataclass(frozen=True)
+class Deploy:
+    cluster: Cluster
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    weights: Weights
+
+
+@dataclass(frozen=True)
+class ScaleDown:
+    cluster: Cluster
+
+
+@dataclass(frozen=True)
+class Emit:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = Deploy | SetWeights | ScaleDown | Emit
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: SprintReleaseStatus
+    actions: tuple[Action, ...] = ()
+    # Seconds until the plan wants to look again; 0 means right after the actions ran.
+    requeue_after: float | None = None
+
+
+def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    if status.phase in TERMINAL_PHASES:
+        return _finished(spec, status, obs)
+    if obs.blocker is not None:
+        return _blocked(status, obs)
+    if status.phase in (None, "Pending"):
+        return _start(spec, status, obs)
+    if status.phase == "Deploying":
+        return _deploying(spec, status, obs)
+    if status.phase == "Progressing":
+        return _progressing(spec, status, obs)
+    return Plan(status)
+
+
+def _start(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    target = parity_cluster(spec.sprint)
+    status = status.model_copy(
+        update={
+            "target_cluster": target,
+            "previous_cluster": other(target),
+            "observed_generation": obs.generation,
+            "step": f"0/{len(spec.traffic.steps)}",
+            "target_weight": 0,
+        }
+    )
+    if obs.competitor is not None:
+        why = f"waiting for {obs.competitor} (same service, still in flight) to finish"
+        return _pending(status, obs, "WaitingForRelease", why)
+    if obs.live is None:
+        r53 = spec.traffic.route53
+        why = (
+            f"Route 53 records {r53.record_name} {r53.record_type} with set identifiers "
+            f"{r53.records.even.set_identifier!r} and {r53.records.odd.set_identifier!r} not found"
+        )
+        return _pending(status, obs, "RecordsNotFound", why)
+    if obs.live.of(target) > 0:
+        why = (
+            f"target cluster {target} is live (Route 53 weights even={obs.live.even}, "
+            f"odd={obs.live.odd}); sprint {spec.sprint} would deploy over live traffic"
+        )
+        failed = _transition(status, obs, "Failed", why, "TargetLive")
+        return Plan(failed, (Emit("Warning", "TargetLive", why),))
+    why = f"deploying sprint {spec.sprint} to {target}"
+    deploying = _transition(status, obs, "Deploying", why, "Deploying").model_copy(
+        update={"deploy_started_at": timestamp(obs.now)}
+    )
+    return Plan(deploying, (Emit("Normal", "Deploying", why), Deploy(target)), POLL)
+
+
+def _pending(status: SprintReleaseStatus, obs: Observations, reason: str, why: str) -> Plan:
+    changed = status.message != why
+    pending = _transition(status, obs, "Pending", why, reason)
+    return Plan(pending, (Emit("Normal", reason, why),) if changed else (), BLOCKED_RETRY)
+
+
+def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    target = _target(status)
+    ours = obs.target is not None and obs.target.sprint == spec.sprint
+    if ours and obs.target is not None and obs.target.available:
+        weights = Weights.split(target, spec.traffic.steps[0])
+        why = f"Deployment Available in {target}; moving to step 1/{len(spec.traffic.steps)}"
+        progressing = _transition(status, obs, "Progressing", why, "Stepping").model_copy(
+            update={
+                "deployment_available_at": timestamp(obs.now),
+                "step_index": 0,
+                "weights": weights,
+                "step_started_at": None,
+            }
+        )
+        event = Emit("Normal", "DeploymentAvailable", why)
+        return Plan(progressing, (event, SetWeights(weights)), 0)
+    started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
+    deadline = seconds(spec.analysis.progress_deadline)
+    if (obs.now - started).total_seconds() > deadline:
+        why = (
+            f"Deployment {spec.service.namespace}/{spec.service.name} in {target} not Available "
+            f"within {spec.analysis.progress_deadline}; traffic was not touched"
+        )
+        failed = _transition(status, obs, "Failed", why, "ProgressDeadlineExceeded")
+        return Plan(failed, (Emit("Warning", "ProgressDeadlineExceeded", why),))
+    # Re-applied until the cluster shows this sprint: idempotent, and covers a restart.
+    return Plan(status, () if ours else (Deploy(target),), POLL)
+
+
+def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    target = _target(status)
+    steps = spec.traffic.steps
+    index = status.step_index or 0
+    want = status.weights or Weights.split(target, steps[index])
+    if obs.applied != want:
+        return Plan(status, (SetWeights(want),), 0)
+    if status.step_started_at is None:
+        why = f"step {index + 1}/{len(steps)}: {target}={want.of(target)}% ({_fmt(want)})"
+        started = status.model_copy(
+            update={
+                "step_started_at": timestamp(obs.now),
+                "step": f"{index + 1}/{len(steps)}",
+                "target_weight": want.of(target),
+                "steps": [
+                    *status.steps,
+                    StepRecord(weight=want.of(target), started_at=timestamp(obs.now)),
+                ],
+                "message": why,
+                "conditions": _condition(
+                    status.conditions, obs, "Progressing", True, reason="Stepping", message=why
+                ),
+            }
+        )
+        return Plan(
+            started, (Emit("Normal", "StepApplied", why),), seconds(spec.analysis.bake_time)
+        )
+    baked = (obs.now - parse_timestamp(status.step_started_at)).total_seconds()
+    remaining = seconds(spec.analysis.bake_time) - baked
+    if remaining > 0:
+        return Plan(status, (), remaining)
+    done = [
+        *status.steps[:-1],
+        status.steps[-1].model_copy(update={"completed_at": timestamp(obs.now)}),
+    ]
+    status = status.model_copy(update={"steps": done})
+    if index + 1 == len(steps):
+        why = f"sprint {spec.sprint} takes all traffic on {target}"
+        succeeded = _transition(status, obs, "Succeeded", why, "Succeeded")
+        due = obs.now + dt.timedelta(seconds=seconds(spec.idle.scale_down_after))
+        succeeded = succeeded.model_copy(update={"scale_down_at": timestamp(due)})
+        return Plan(
+            succeeded, (Emit("Normal", "Succeeded", why),), seconds(spec.idle.scale_down_after)
+        )
+    weights = Weights.split(target, steps[index + 1])
+    advanced = status.model_copy(
+        update={"step_index": index + 1, "weights": weights, "step_started_at": None}
+    )
+    return Plan(advanced, (SetWeights(weights),), 0)
+
+
+def _finished(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    if status.phase != "Succeeded" or status.scale_down_at is None or status.scaled_down_at:
+        return Plan(status)
+    previous = status.previous_cluster or other(_target(status))
+    if obs.scaled_down:
+        why = f"scaled {spec.service.namespace}/{spec.service.name} in {previous} to 0 (idle)"
+        done = status.model_copy(update={"scaled_down_at": timestamp(obs.now), "message": why})
+        return Plan(done, (Emit("Normal", "ScaledDown", why),))
+    wait = (parse_timestamp(status.scale_down_at) - obs.now).total_seconds()
+    if wait > 0:
+        return Plan(status, (), wait)
+    return Plan(status, (ScaleDown(previous),), 0)
+
+
+def _blocked(status: SprintReleaseStatus, obs: Observations) -> Plan:
+    why = obs.blocker or ""
+    if status.message == why:
+        return Plan(status, (), BLOCKED_RETRY)
+    blocked = status.model_copy(
+        update={
+            "message": why,
+            "conditions": _condition(
+                status.conditions, obs, "Progressing", False, reason="Blocked", message=why
+            ),
+        }
+    )
+    return Plan(blocked, (Emit("Warning", "Blocked", why),), BLOCKED_RETRY)
+
+
+def _transition(
+    status: SprintReleaseStatus, obs: Observations, phase: Phase, why: str, reason: str
+) -> SprintReleaseStatus:
+    terminal = phase in TERMINAL_PHASES
+    conditions = _condition(
+        status.conditions, obs, "Progressing", not terminal, reason=reason, message=why
+    )
+    conditions = _condition(
+        conditions, obs, "Ready", phase == "Succeeded", reason=reason, message=why
+    )
+    update: dict[str, object] = {
+        "phase": phase,
+        "message": why,
+        "conditions": conditions,
+        "observed_generation": obs.generation,
+    }
+    if terminal:
+        update["completed_at"] = timestamp(obs.now)
+    return status.model_copy(update=update)
+
+
+def _condition(
+    conditions: list[Condition],
+    obs: Observations,
+    kind: Literal["Ready", "Progressing", "Degraded"],
+    holds: bool,
+    *,
+    reason: str,
+    message: str,
+) -> list[Condition]:
+    """Sets one condition, keeping its transition time when its status did not change."""
+    value: Literal["True", "False"] = "True" if holds else "False"
+    old = next((c for c in conditions if c.type == kind), None)
+    since = old.last_transition_time if old and old.status == value else timestamp(obs.now)
+    new = Condition(
+        type=kind,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=obs.generation,
+    )
+    return sorted([*(c for c in conditions if c.type != kind), new], key=lambda c: c.type)
+
+
+def _target(status: SprintReleaseStatus) -> Cluster:
+    if status.target_cluster is None:
+        raise ValueError("status has no target cluster in a phase that needs one")
+    return status.target_cluster
+
+
+def _fmt(w: Weights) -> str:
+    return f"even={w.even} odd={w.odd}"

@@ -1,0 +1,218 @@
+"""One reconcile of one SprintRelease: observe, plan, write status (compare-and-set), act.
+
+The adapters are blocking clients; each call runs in a worker thread so the event loop
+never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from sprintops import api
+from sprintops.api import SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.clusters import ClusterError, KubeconfigSecrets, Workload
+from sprintops.durations import parse_timestamp
+from sprintops.kube import merge_patch, object_path
+from sprintops.plan import Deploy, Emit, Observations, Plan, ScaleDown, SetWeights, plan
+from sprintops.traffic.istio import IstioError, VirtualServices
+from sprintops.traffic.route53 import Route53Pairs, WeightError
+
+log = logging.getLogger("sprintops.rollout")
+
+# Failures of the outside world that hold a release (and say why) instead of crashing it.
+HOLDING_ERRORS = (ClusterError, IstioError, WeightError, BotoCoreError, ClientError, ApiException)
+EmitFn = Callable[[dict[str, Any], Emit], None]
+
+
+@dataclass
+class Runtime:
+    """What one operator process shares between releases. Nothing here is the truth:
+    `applied` only spares a re-assert of weights this process already confirmed."""
+
+    mgmt: client.ApiClient
+    route53: Route53Pairs
+    secrets: KubeconfigSecrets
+    applied: dict[str, Weights] = field(default_factory=dict)
+    action_errors: dict[str, str] = field(default_factory=dict)
+    last_written: dict[str, str] = field(default_factory=dict)
+
+
+def describe(exc: BaseException) -> str:
+    """A short, safe message: never a kubeconfig, a credential or a request body."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code, message = err.get("Code", "?"), err.get("Message", "")
+        return f"Route 53 {exc.operation_name}: {code}: {message}".strip()
+    if isinstance(exc, BotoCoreError):
+        return f"Route 53 unreachable ({type(exc).__name__})"
+    if isinstance(exc, ApiException):
+        return f"Kubernetes API: HTTP {exc.status} {exc.reason}"
+    return str(exc)
+
+
+class Reconciler:
+    def __init__(self, rt: Runtime, emit: EmitFn) -> None:
+        self.rt = rt
+        self.emit = emit
+        self.custom = client.CustomObjectsApi(rt.mgmt)
+
+    async def once(self, namespace: str, name: str, competitor: str | None) -> float | None:
+        """Returns seconds until the release wants another look (None: nothing pending)."""
+        obj = await asyncio.to_thread(self._get, namespace, name)
+        if obj is None:
+            return None
+        uid: str = obj["metadata"]["uid"]
+        spec = SprintReleaseSpec.model_validate(obj["spec"])
+        stored = obj.get("status") or {}
+        status = SprintReleaseStatus.model_validate(stored)
+        obs = await self._observe(obj, spec, status, competitor)
+        result = plan(spec, status, obs)
+        if result.status != status:
+            written = await asyncio.to_thread(self._write_status, obj, result.status, stored)
+            if written is None:
+                return 0  # someone else changed it since we read it: look again
+            obj = written
+        if result.status != status or result.actions:
+            self._log(obj, spec, result)
+        for action in result.actions:
+            try:
+                await self._act(obj, spec, result.status, action)
+            except HOLDING_ERRORS as exc:
+                self.rt.action_errors[uid] = describe(exc)
+                log.warning(
+                    "action failed release=%s/%s action=%s error=%s",
+                    namespace,
+                    name,
+                    type(action).__name__,
+                    describe(exc),
+                )
+                return 0
+        return result.requeue_after
+
+    # --- observing
+    async def _observe(
+        self,
+        obj: dict[str, Any],
+        spec: SprintReleaseSpec,
+        status: SprintReleaseStatus,
+        competitor: str | None,
+    ) -> Observations:
+        uid = obj["metadata"]["uid"]
+        now = dt.datetime.now(dt.UTC)
+        facts: dict[str, Any] = {
+            "now": now,
+            "generation": obj["metadata"].get("generation", 1),
+            "applied": self.rt.applied.get(uid),
+            # An action error is reported once; the next plan retries the action.
+            "blocker": self.rt.action_errors.pop(uid, None),
+        }
+        namespace = obj["metadata"]["namespace"]
+        try:
+            if status.phase in (None, "Pending"):
+                facts["competitor"] = competitor
+                facts["live"] = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+            elif status.phase == "Deploying" and status.target_cluster:
+                workload = await self._workload(spec, namespace, status.target_cluster)
+                facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
+            elif status.phase == "Succeeded" and _due(status.scale_down_at, now):
+                previous = status.previous_cluster or api.other(status.target_cluster or "even")
+                workload = await self._workload(spec, namespace, previous)
+                replicas = await asyncio.to_thread(workload.replicas, spec.service)
+                facts["scaled_down"] = not replicas
+        except HOLDING_ERRORS as exc:
+            facts["blocker"] = describe(exc)
+        return Observations(**facts)
+
+    async def _workload(self, spec: SprintReleaseSpec, namespace: str, cluster: str) -> Workload:
+        apiclient = await asyncio.to_thread(self.rt.secrets.for_cluster, spec, namespace, cluster)
+        return Workload(apiclient, cluster)
+
+    # --- acting
+    async def _act(
+        self, obj: dict[str, Any], spec: SprintReleaseSpec, status: SprintReleaseStatus, action: Any
+    ) -> None:
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        if isinstance(action, Emit):
+            self.emit(obj, action)
+        elif isinstance(action, Deploy):
+            workload = await self._workload(spec, namespace, action.cluster)
+            await asyncio.to_thread(workload.deploy, spec.service, spec.sprint, name)
+        elif isinstance(action, SetWeights):
+            await asyncio.to_thread(self._set_weights, spec, namespace, action.weights)
+            self.rt.applied[obj["metadata"]["uid"]] = action.weights
+        elif isinstance(action, ScaleDown):
+            workload = await self._workload(spec, namespace, action.cluster)
+            await asyncio.to_thread(workload.scale_to_zero, spec.service)
+
+    def _set_weights(self, spec: SprintReleaseSpec, namespace: str, weights: Weights) -> None:
+        """Route 53 (one batch, then INSYNC) and every VirtualService copy. Every copy is
+        checked first, so a bad VirtualService leaves Route 53 untouched."""
+        istio = spec.traffic.istio
+        copies = [
+            VirtualServices(self.rt.secrets.for_cluster(spec, namespace, c), c)
+            for c in istio.clusters
+        ]
+        for vs in copies:
+            vs.check(istio)
+        self.rt.route53.wait_insync(self.rt.route53.write(spec.traffic.route53, weights))
+        for vs in copies:
+            vs.set(istio, weights)
+
+    # --- the mgmt cluster
+    def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                api.GROUP, api.VERSION, namespace, api.PLURAL, name, _request_timeout=10
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def _write_status(
+        self, obj: dict[str, Any], status: SprintReleaseStatus, stored: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        meta = obj["metadata"]
+        path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, meta["namespace"], meta["name"])
+        body = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": status.merge_patch(stored),
+        }
+        try:
+            written = merge_patch(self.rt.mgmt, path + "/status", body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+        self.rt.last_written[meta["uid"]] = written["metadata"]["resourceVersion"]
+        return written
+
+    def _log(self, obj: dict[str, Any], spec: SprintReleaseSpec, result: Plan) -> None:
+        s = result.status
+        w = s.weights
+        actions = ",".join(type(a).__name__ for a in result.actions if not isinstance(a, Emit))
+        log.info(
+            "release=%s/%s sprint=%s phase=%s step=%s weights=even:%s,odd:%s actions=%s",
+            obj["metadata"]["namespace"],
+            obj["metadata"]["name"],
+            spec.sprint,
+            s.phase,
+            s.step,
+            w.even if w else "-",
+            w.odd if w else "-",
+            actions or "-",
+        )
+
+
+def _due(moment: str | None, now: dt.datetime) -> bool:
+    return moment is not None and parse_timestamp(moment) <= now

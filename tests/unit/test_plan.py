@@ -1,0 +1,146 @@
+"""Scenarios of the pure plan, driven through the world model."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sprintops.api import SprintReleaseStatus, Weights
+from sprintops.plan import Deploy, Observations, SetWeights, plan
+from tests.unit.world import T0, World, canonical_spec
+
+
+def test_canonical_release_steps_10_50_100_then_succeeds() -> None:
+    world = World(canonical_spec(idle__scaleDownAfter="1h"))
+    seen: list[Weights] = []
+    for _ in range(200):
+        wait = world.reconcile()
+        if not seen or seen[-1] != world.route53:
+            seen.append(world.route53)  # type: ignore[arg-type]
+        if world.status.phase == "Succeeded":
+            break
+        world.now += dt.timedelta(seconds=wait or 0)
+    assert world.status.phase == "Succeeded"
+    assert seen == [Weights(even=0, odd=100), Weights(even=10, odd=90), Weights(even=50, odd=50), Weights(even=100, odd=0)]
+    assert world.status.step == "3/3" and world.status.target_weight == 100
+    assert [s.weight for s in world.status.steps] == [10, 50, 100]
+    assert all(s.completed_at for s in world.status.steps)
+    ready = {c.type: c.status for c in world.status.conditions}
+    assert ready == {"Ready": "True", "Progressing": "False"}
+    reasons = [e.reason for e in world.events]
+    assert reasons == ["Deploying", "DeploymentAvailable", "StepApplied", "StepApplied", "StepApplied", "Succeeded"]
+
+
+def test_each_step_bakes_for_bake_time() -> None:
+    world = World(canonical_spec(analysis__bakeTime="6s"))
+    world.run()
+    starts = [dt.datetime.fromisoformat(s.started_at) for s in world.status.steps]
+    ends = [dt.datetime.fromisoformat(s.completed_at or "") for s in world.status.steps]
+    assert [(e - s).total_seconds() for s, e in zip(starts, ends, strict=True)] == [6.0, 6.0, 6.0]
+
+
+def test_target_is_the_sprint_parity() -> None:
+    for sprint, target in ((42, "even"), (43, "odd")):
+        live = Weights.split("odd" if target == "even" else "even", 100)
+        world = World(canonical_spec(sprint=sprint), route53=live, virtual_service=live)
+        world.reconcile()
+        assert world.status.target_cluster == target
+        assert world.status.previous_cluster != target
+
+
+def test_live_target_is_refused_without_touching_traffic() -> None:
+    live = Weights(even=100, odd=0)
+    world = World(canonical_spec(), route53=live, virtual_service=live)
+    world.run()
+    assert world.status.phase == "Failed"
+    assert "target cluster even is live" in (world.status.message or "")
+    assert world.route53 == live and world.deployed_sprint is None
+    assert [e.reason for e in world.events] == ["TargetLive"]
+
+
+def test_competing_release_waits_in_pending() -> None:
+    world = World(canonical_spec(), competitor="releases/document-service-sprint-41")
+    for _ in range(3):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    assert world.status.phase == "Pending"
+    assert "document-service-sprint-41" in (world.status.message or "")
+    assert [e.reason for e in world.events] == ["WaitingForRelease"]  # once, not every retry
+    world.competitor = None
+    world.run()
+    assert world.status.phase == "Succeeded"
+
+
+def test_missing_records_wait_in_pending() -> None:
+    world = World(canonical_spec(), route53=None)
+    world.reconcile()
+    assert world.status.phase == "Pending"
+    assert "not found" in (world.status.message or "")
+
+
+def test_deployment_never_available_fails_without_traffic() -> None:
+    world = World(canonical_spec(analysis__progressDeadline="30s"), available_after=10_000)
+    world.run()
+    assert world.status.phase == "Failed"
+    assert "not Available within 30s" in (world.status.message or "")
+    assert world.route53 == Weights(even=0, odd=100)
+
+
+def test_blocker_holds_and_says_why_once() -> None:
+    world = World(canonical_spec())
+    world.blocker = "Secret releases/cluster-even not found"
+    for _ in range(3):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    assert world.status.phase is None or world.status.phase == "Pending" or world.status.message
+    assert world.status.message == "Secret releases/cluster-even not found"
+    assert [e.reason for e in world.events] == ["Blocked"]
+    assert world.route53 == Weights(even=0, odd=100)
+    world.blocker = None
+    world.run()
+    assert world.status.phase == "Succeeded"
+
+
+def test_restart_reasserts_the_recorded_step_and_never_jumps() -> None:
+    world = World(canonical_spec())
+    while world.status.step_index != 1 or world.status.step_started_at is None:
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    world.crash()
+    world.route53 = Weights(even=10, odd=90)  # as if the step-2 write never landed
+    result = plan(world.spec, world.status, world.observe())
+    assert result.actions == (SetWeights(Weights(even=50, odd=50)),)
+    assert result.status.step_index == 1
+
+
+def test_status_is_the_step_being_applied_before_weights_move() -> None:
+    status = SprintReleaseStatus()
+    world = World(canonical_spec())
+    for _ in range(100):
+        result = plan(world.spec, world.status, world.observe())
+        for action in result.actions:
+            if isinstance(action, SetWeights):
+                # The written status already names the step whose weights are being applied.
+                assert result.status.weights == action.weights
+            if isinstance(action, Deploy):
+                assert result.status.phase == "Deploying"
+        world._write(result.status)
+        for action in result.actions:
+            world._run(action)
+        world.now += dt.timedelta(seconds=result.requeue_after or 0)
+        status = world.status
+        if status.phase == "Succeeded":
+            break
+    assert status.phase == "Succeeded"
+
+
+def test_idle_cluster_scaled_down_after_the_delay() -> None:
+    world = World(canonical_spec(idle__scaleDownAfter="10m"))
+    world.run()
+    assert world.status.phase == "Succeeded" and world.scaled_down
+    done = dt.datetime.fromisoformat(world.status.completed_at or "")
+    scaled = dt.datetime.fromisoformat(world.status.scaled_down_at or "")
+    assert (scaled - done).total_seconds() == 600
+    assert world.events[-1].reason == "ScaledDown"
+
+
+def test_terminal_phase_is_terminal() -> None:
+    failed = SprintReleaseStatus(phase="Failed", target_cluster="even", message="x")
+    result = plan(canonical_spec(), failed, Observations(now=T0, live=Weights(even=0, odd=100)))
+    assert result.status == failed and result.actions == ()
