@@ -41,7 +41,7 @@ class Entry:
 async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config: Config = memo.config
     # Events are posted explicitly by the plan; kopf's log-to-event bridge would duplicate them.
-    settings.posting.enabled = False
+    settings.posting.level = logging.CRITICAL
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
