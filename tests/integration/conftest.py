@@ -5,19 +5,27 @@ An environment the tests started is stopped at the end; one that was running is 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from sprintops import api
+from sprintops.api import SprintReleaseSpec
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import environment
+from sprintops.localenv import environment, seed
 from sprintops.traffic.route53 import Route53Pairs, make_client
 from tests.conftest import REPO
 
@@ -67,3 +75,114 @@ def env() -> Iterator[Env]:
         os.environ.update(saved)
         if not reused:
             environment.down(layout)
+
+
+class Operator:
+    """`sprintops run` as a real process, so tests can SIGKILL it."""
+
+    def __init__(self, env: Env, log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sprintops.cli.main", "run"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    **environment.environment_variables(self.env.layout, self.env.state),
+                },
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(env: Env) -> Iterator[Operator]:
+    op = Operator(env, env.layout.root / "logs" / "operator-tests.log")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def release_of(
+    env: Env, canonical_doc: dict
+) -> Iterator[Callable[..., tuple[dict, SprintReleaseSpec]]]:
+    """A SprintRelease for a service of its own (own record pair, VirtualService and
+    Deployments), reset to the baseline: sprint 41 live in odd."""
+    created: list[str] = []
+
+    def make(service: str, **spec_changes: Any) -> tuple[dict, SprintReleaseSpec]:
+        doc = copy.deepcopy(canonical_doc)
+        doc["metadata"]["name"] = f"{service}-sprint-42"
+        s = doc["spec"]
+        s["service"]["name"] = service
+        s["traffic"]["route53"]["recordName"] = f"{service}.sprintops.test."
+        s["traffic"]["istio"]["virtualService"]["name"] = service
+        for dest in s["traffic"]["istio"]["destinations"].values():
+            dest["host"] = f"{service}.documents.svc.cluster.local"
+        for dotted, value in spec_changes.items():
+            *parents, leaf = dotted.split("__")
+            node = s
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        spec = SprintReleaseSpec.model_validate(s)
+        delete_release(env, doc["metadata"]["name"])
+        seed.service_baseline({c: env.apis[c] for c in ("even", "odd")}, spec, "odd")
+        created.append(doc["metadata"]["name"])
+        return doc, spec
+
+    yield make
+    for name in created:
+        delete_release(env, name)
+
+
+def delete_release(env: Env, name: str, namespace: str = "releases") -> None:
+    """Deletes a release and waits until it is gone (the operator removes its finalizer)."""
+    custom = env.custom()
+    try:
+        custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.2)
+    raise TimeoutError(f"release {namespace}/{name} not deleted")
+
+
+def wait_phase(env: Env, name: str, phases: set[str], timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    obj: dict = {}
+    while time.monotonic() < deadline:
+        obj = env.custom().get_namespaced_custom_object(
+            api.GROUP, api.VERSION, "releases", api.PLURAL, name
+        )
+        if (obj.get("status") or {}).get("phase") in phases:
+            return obj
+        time.sleep(0.2)
+    raise TimeoutError(f"{name} not in {phases} after {timeout}s: {obj.get('status')}")

@@ -20,14 +20,26 @@ def test_canonical_release_steps_10_50_100_then_succeeds() -> None:
             break
         world.now += dt.timedelta(seconds=wait or 0)
     assert world.status.phase == "Succeeded"
-    assert seen == [Weights(even=0, odd=100), Weights(even=10, odd=90), Weights(even=50, odd=50), Weights(even=100, odd=0)]
+    assert seen == [
+        Weights(even=0, odd=100),
+        Weights(even=10, odd=90),
+        Weights(even=50, odd=50),
+        Weights(even=100, odd=0),
+    ]
     assert world.status.step == "3/3" and world.status.target_weight == 100
     assert [s.weight for s in world.status.steps] == [10, 50, 100]
     assert all(s.completed_at for s in world.status.steps)
     ready = {c.type: c.status for c in world.status.conditions}
     assert ready == {"Ready": "True", "Progressing": "False"}
     reasons = [e.reason for e in world.events]
-    assert reasons == ["Deploying", "DeploymentAvailable", "StepApplied", "StepApplied", "StepApplied", "Succeeded"]
+    assert reasons == [
+        "Deploying",
+        "DeploymentAvailable",
+        "StepApplied",
+        "StepApplied",
+        "StepApplied",
+        "Succeeded",
+    ]
 
 
 def test_each_step_bakes_for_bake_time() -> None:

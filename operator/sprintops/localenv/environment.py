@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from sprintops import api
 from sprintops.api import Cluster
 from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import binaries, seed
@@ -205,19 +206,19 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     }
     step(
         "seeding mgmt (CRD, namespace releases, kubeconfig Secrets), even and odd (Istio CRDs, "
-        "VirtualServices, sprint 41 in odd) and Route 53 (odd=100, even=0)"
+        f"VirtualServices), Route 53 (odd=100, even=0) and sprint {seed.PREVIOUS_SPRINT} in {LIVE}"
     )
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(3) as pool:
         jobs = [
             pool.submit(seed.seed_mgmt, apis["mgmt"], secrets),
-            pool.submit(seed.seed_route53, spec, LIVE),
             *[
-                pool.submit(seed.seed_workload, apis[c], c, spec, bins[binaries.ISTIO_CRDS], LIVE)
+                pool.submit(seed.seed_workload, apis[c], spec, bins[binaries.ISTIO_CRDS])
                 for c in WORKLOAD_CLUSTERS
             ],
         ]
         for job in jobs:
             job.result()
+    seed.service_baseline({c: apis[c] for c in api.CLUSTERS}, spec, LIVE)
 
     state.simulator_port = free_port()
     layout.simulator_config.write_text(

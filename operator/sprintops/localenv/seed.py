@@ -156,9 +156,8 @@ def virtual_service(spec: SprintReleaseSpec, live: str) -> dict[str, Any]:
     }
 
 
-def seed_workload(
-    api: client.ApiClient, cluster: str, spec: SprintReleaseSpec, istio_crd_file: Path, live: str
-) -> None:
+def seed_workload(api: client.ApiClient, spec: SprintReleaseSpec, istio_crd_file: Path) -> None:
+    """What every workload cluster has: Istio CRDs, RBAC for sprintops, the fake node."""
     crds = istio_crds(istio_crd_file)
     for obj in crds:
         apply(api, obj)
@@ -167,12 +166,30 @@ def seed_workload(
     apply(api, namespace(spec.service.namespace))
     apply(api, fake_node())
     wait_established(api, [c["metadata"]["name"] for c in crds])
-    apply(api, virtual_service(spec, live))
-    if cluster == live:
-        previous = previous_service(spec)
-        release = f"{spec.service.name}-sprint-{PREVIOUS_SPRINT}"
-        apply(api, manifests.deployment(previous, PREVIOUS_SPRINT, release))
-        apply(api, manifests.service_object(previous, PREVIOUS_SPRINT, release))
+
+
+def service_baseline(
+    apis: dict[Cluster, client.ApiClient], spec: SprintReleaseSpec, live: Cluster
+) -> None:
+    """One service as the previous sprint left it: all traffic (Route 53 and every
+    VirtualService copy) on `live`, its Deployment Available there, nothing in the other
+    cluster. Re-running it resets the service to that state."""
+    idle: Cluster = "even" if live == "odd" else "odd"
+    for api in apis.values():
+        apply(api, namespace(spec.service.namespace))
+        apply(api, virtual_service(spec, live))
+    seed_route53(spec, live)
+    apps = client.AppsV1Api(apis[idle])
+    try:
+        apps.delete_namespaced_deployment(spec.service.name, spec.service.namespace)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    previous = previous_service(spec)
+    release = f"{spec.service.name}-sprint-{PREVIOUS_SPRINT}"
+    apply(apis[live], manifests.deployment(previous, PREVIOUS_SPRINT, release))
+    apply(apis[live], manifests.service_object(previous, PREVIOUS_SPRINT, release))
+    wait_available(apis[live], spec.service.name, spec.service.namespace)
 
 
 def previous_service(spec: SprintReleaseSpec) -> ServiceSpec:
