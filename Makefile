@@ -59,8 +59,7 @@ test: venv prometheus binaries lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 demo: venv prometheus binaries
-	@echo "make demo: not yet — the rollout engine (issue 3) is not built. The environment is: make env-up"
-	@exit 1
+	$(BIN)/sprintops demo
 
 clean: env-down
 	rm -rf $(VENV)

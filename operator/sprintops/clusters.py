@@ -97,14 +97,14 @@ class Workload:
     def replicas(self, service: ServiceSpec) -> int | None:
         with self._errors("read the Deployment"):
             try:
-                scale = self.apps.read_namespaced_deployment_scale(
+                dep = self.apps.read_namespaced_deployment(
                     service.name, service.namespace, _request_timeout=10
                 )
             except ApiException as exc:
                 if exc.status == 404:
                     return None
                 raise
-        replicas: int = scale.spec.replicas or 0
+        replicas: int = dep.spec.replicas or 0
         return replicas
 
     def scale_to_zero(self, service: ServiceSpec) -> None:

@@ -102,10 +102,10 @@ class Plan:
 
 
 def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
-    if status.phase in TERMINAL_PHASES:
-        return _finished(spec, status, obs)
     if obs.blocker is not None:
         return _blocked(status, obs)
+    if status.phase in TERMINAL_PHASES:
+        return _finished(spec, status, obs)
     if status.phase in (None, "Pending"):
         return _start(spec, status, obs)
     if status.phase == "Deploying":
@@ -247,7 +247,7 @@ def _finished(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observa
     wait = (parse_timestamp(status.scale_down_at) - obs.now).total_seconds()
     if wait > 0:
         return Plan(status, (), wait)
-    return Plan(status, (ScaleDown(previous),), 0)
+    return Plan(status, (ScaleDown(previous),), POLL)
 
 
 def _blocked(status: SprintReleaseStatus, obs: Observations) -> Plan:

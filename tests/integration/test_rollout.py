@@ -163,7 +163,7 @@ def test_virtual_service_without_the_route_blocks_before_route53_moves(
 def test_operator_killed_mid_rollout_finishes_the_release(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
-    doc, spec = release_of("crash-resume", analysis__bakeTime="4s")
+    doc, spec = release_of("crash-resume", analysis__bakeTime="4s", idle__scaleDownAfter="2s")
     name = doc["metadata"]["name"]
     with InvariantWatcher(env.apis, [Watched(NS, name, spec)]) as watcher:
         _create(env, doc)
@@ -189,6 +189,16 @@ def test_operator_killed_mid_rollout_finishes_the_release(
     assert kills == 2
     assert not watcher.violations, watcher.violations
     assert [s["weight"] for s in obj["status"]["steps"]] == [10, 50, 100]
+    # After idle.scaleDownAfter the previous cluster's Deployment is scaled to 0, and recorded.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not obj["status"].get("scaledDownAt"):
+        time.sleep(0.5)
+        obj = env.custom().get_namespaced_custom_object(
+            api.GROUP, api.VERSION, NS, api.PLURAL, name
+        )
+    assert obj["status"].get("scaledDownAt"), obj["status"]
+    previous = env.apps("odd").read_namespaced_deployment("crash-resume", "documents")
+    assert previous.spec.replicas == 0
     assert _traffic(env, spec) == (
         Weights(even=100, odd=0),
         {"even": Weights(even=100, odd=0), "odd": Weights(even=100, odd=0)},

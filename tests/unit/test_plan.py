@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sprintops.api import SprintReleaseStatus, Weights
-from sprintops.plan import Deploy, Observations, SetWeights, plan
+from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan
 from tests.unit.world import T0, World, canonical_spec
 
 
@@ -148,8 +148,22 @@ def test_idle_cluster_scaled_down_after_the_delay() -> None:
     assert world.status.phase == "Succeeded" and world.scaled_down
     done = dt.datetime.fromisoformat(world.status.completed_at or "")
     scaled = dt.datetime.fromisoformat(world.status.scaled_down_at or "")
-    assert (scaled - done).total_seconds() == 600
+    assert 600 <= (scaled - done).total_seconds() <= 602
     assert world.events[-1].reason == "ScaledDown"
+
+
+def test_scale_down_that_keeps_failing_holds_instead_of_spinning() -> None:
+    world = World(canonical_spec(idle__scaleDownAfter="1s"))
+    world.run()
+    assert world.status.phase == "Succeeded" and world.scaled_down
+    failing = world.status.model_copy(update={"scaled_down_at": None})
+    obs = Observations(
+        now=T0 + dt.timedelta(hours=1), blocker="cannot read the Deployment: HTTP 403"
+    )
+    result = plan(world.spec, failing, obs)
+    assert result.actions[0] == Emit("Warning", "Blocked", "cannot read the Deployment: HTTP 403")
+    assert (result.requeue_after or 0) >= 5
+    assert result.status.phase == "Succeeded"
 
 
 def test_terminal_phase_is_terminal() -> None:

@@ -71,6 +71,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(_args: argparse.Namespace) -> int:
+    from sprintops.cli import demo
+
+    return demo.run(repo_root())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprintops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
+    demo = sub.add_parser("demo", help="local environment + operator + the canonical release")
+    demo.set_defaults(func=_demo)
     env = sub.add_parser("env", help="the local environment (control plane, Route 53, Prometheus)")
     env.add_argument("action", choices=["up", "down", "status"])
     env.set_defaults(func=_env)

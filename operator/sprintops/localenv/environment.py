@@ -260,10 +260,7 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
         ],
         logs / "prometheus.log",
     )
-    step(
-        f"waiting for sprint {seed.PREVIOUS_SPRINT} to be Available in {LIVE} and Prometheus ready"
-    )
-    seed.wait_available(apis[LIVE], spec.service.name, spec.service.namespace)
+    step("waiting for Prometheus")
     wait_for(
         "Prometheus",
         lambda: _http_ok(state.prometheus_url + "/-/ready"),

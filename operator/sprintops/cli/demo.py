@@ -1,0 +1,108 @@
+"""`make demo`: a fresh local environment, the operator, and the canonical release, live.
+
+The demo has an environment of its own (`.sprintops/demo/`), so it neither disturbs nor
+depends on one a developer keeps running; it is torn down at the end either way.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from rich.console import Console
+from rich.live import Live
+
+from sprintops import api
+from sprintops.api import SprintReleaseSpec, Weights
+from sprintops.cli.display import progress_panel, summary
+from sprintops.kube import client_from_kubeconfig
+from sprintops.localenv import environment
+from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
+from sprintops.traffic.route53 import Route53Pairs
+
+TIMEOUT = 300.0
+
+
+def read_traffic(
+    apis: dict[str, client.ApiClient], spec: SprintReleaseSpec
+) -> dict[str, Weights | None]:
+    ref = spec.traffic.istio.virtual_service
+    out: dict[str, Weights | None] = {"Route 53": Route53Pairs().read(spec.traffic.route53)}
+    for cluster in spec.traffic.istio.clusters:
+        vs = client.CustomObjectsApi(apis[cluster]).get_namespaced_custom_object(
+            GROUP, VERSION, ref.namespace, PLURAL, ref.name
+        )
+        out[f"VirtualService ({cluster})"] = weights_of(vs, spec.traffic.istio)
+    return out
+
+
+def run(repo: Path, console: Console | None = None) -> int:
+    console = console or Console()
+    os.environ["SPRINTOPS_ENV_DIR"] = str(repo / ".sprintops/demo")
+    layout = environment.Layout(repo)
+    if layout.root.exists():
+        environment.down(layout, say=lambda _m: None)
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        state = environment.up(layout, say=console.print)
+        os.environ.update(environment.environment_variables(layout, state))
+        kubeconfig = layout.kubeconfig.read_text()
+        apis = {c: client_from_kubeconfig(kubeconfig, c) for c in ("mgmt", "even", "odd")}
+        log = layout.root / "logs" / "operator.log"
+        console.print(f"starting the operator (log: {log})")
+        with log.open("ab") as out:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "sprintops.cli.main", "run"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        doc = yaml.safe_load((repo / "examples/sprintrelease.yaml").read_text())
+        spec = SprintReleaseSpec.model_validate(doc["spec"])
+        custom = client.CustomObjectsApi(apis["mgmt"])
+        ns, name = doc["metadata"]["namespace"], doc["metadata"]["name"]
+        custom.create_namespaced_custom_object(api.GROUP, api.VERSION, ns, api.PLURAL, doc)
+        console.print(f"applied examples/sprintrelease.yaml ({ns}/{name})")
+        obj = _follow(console, custom=custom, apis=apis, spec=spec, ns=ns, name=name)
+        phase = (obj.get("status") or {}).get("phase")
+        console.print(summary(obj, read_traffic(apis, spec)))
+        if phase != "Succeeded":
+            console.print(
+                f"[bold red]release ended {phase}: {(obj.get('status') or {}).get('message')}"
+            )
+            return 1
+        console.print("[bold green]Succeeded[/]: sprint 42 is live on even; odd is idle.")
+        return 0
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(15)
+        console.print("tearing down the demo environment")
+        environment.down(layout, say=lambda _m: None)
+
+
+def _follow(
+    console: Console,
+    *,
+    custom: client.CustomObjectsApi,
+    apis: dict[str, client.ApiClient],
+    spec: SprintReleaseSpec,
+    ns: str,
+    name: str,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    obj: dict[str, Any] = {}
+    with Live(console=console, refresh_per_second=8) as live:
+        while time.monotonic() - started < TIMEOUT:
+            obj = custom.get_namespaced_custom_object(api.GROUP, api.VERSION, ns, api.PLURAL, name)
+            traffic = read_traffic(apis, spec)
+            live.update(progress_panel(obj, traffic, time.monotonic() - started))
+            if (obj.get("status") or {}).get("phase") in api.TERMINAL_PHASES:
+                return obj
+            time.sleep(0.25)
+    return obj
