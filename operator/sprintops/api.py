@@ -440,6 +440,8 @@ class CheckResult(Model):
     """When the check ran (RFC 3339)."""
     step_index: int | None = None
     """Step the check belonged to."""
+    note: str | None = None
+    """Why there was no value: no samples, NaN, several series, or the Prometheus error."""
 
 
 class Condition(Model):
@@ -457,6 +459,22 @@ class Condition(Model):
     """When the status last changed (RFC 3339)."""
     observed_generation: int | None = None
     """Generation the condition was computed for."""
+
+
+class Controls(Model):
+    """Manual requests, as tokens (RFC 3339 times): the operator acts on a token once.
+
+    Set on the object as annotations `sprintops.io/<verb>` (what `kubectl sprint` does), and
+    echoed in status.controls once handled."""
+
+    pause: str | None = None
+    """Token of a pause request."""
+    resume: str | None = None
+    """Token of a resume request."""
+    abort: str | None = None
+    """Token of an abort (roll back now) request."""
+    promote: str | None = None
+    """Token of a promote request; 'force:' in front also skips failing checks."""
 
 
 class StepRecord(Model):
@@ -497,6 +515,14 @@ class SprintReleaseStatus(Model):
     """Per-step timings."""
     consecutive_failures: int = 0
     """Failed checks in a row in the current step."""
+    last_check_at: str | None = None
+    """When the current step was last checked (RFC 3339)."""
+    last_check_passed: bool | None = None
+    """Whether every check of the last round passed."""
+    promotion: Literal["skipBakes", "force"] | None = None
+    """Set by promote: skipBakes skips the remaining bakes; force also skips the checks."""
+    controls: Controls | None = None
+    """The manual requests already acted on."""
     analysis: Annotated[list[CheckResult], Field(max_length=100)] = []
     """Recent check results, newest last; bounded."""
     conditions: Annotated[

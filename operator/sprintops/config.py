@@ -21,5 +21,7 @@ class Config:
         )
     )
     workers: int = field(default_factory=lambda: int(os.environ.get("SPRINTOPS_WORKERS", "32")))
-    standalone: bool = True
-    liveness: str | None = None
+    # Shortest rate() window of the built-in checks, in seconds (a few scrape intervals).
+    min_query_range: float = field(
+        default_factory=lambda: float(os.environ.get("SPRINTOPS_MIN_QUERY_RANGE", "10"))
+    )

@@ -48,7 +48,13 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     # Blocking clients run in threads; the default pool (cores + 4) is too small for a fleet.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     mgmt = mgmt_client()
-    memo.runtime = Runtime(mgmt=mgmt, route53=Route53Pairs(), secrets=KubeconfigSecrets(mgmt))
+    memo.runtime = Runtime(
+        mgmt=mgmt,
+        route53=Route53Pairs(),
+        secrets=KubeconfigSecrets(mgmt),
+        prometheus_url=config.prometheus_url,
+        min_query_range=config.min_query_range,
+    )
     log.info("sprintops started namespaces=%s", ",".join(config.namespaces) or "*")
 
 

@@ -22,13 +22,15 @@ Invariants (tested with hypothesis in tests/unit/test_plan_properties.py):
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sprintops.api import (
     TERMINAL_PHASES,
+    CheckResult,
     Cluster,
     Condition,
+    Controls,
     Phase,
     SprintReleaseSpec,
     SprintReleaseStatus,
@@ -38,9 +40,13 @@ from sprintops.api import (
     parity_cluster,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
+from sprintops.health.checks import CheckOutcome
 
 BLOCKED_RETRY = 5.0
 POLL = 1.0
+PAUSED_POLL = 30.0
+HISTORY = 60  # check results kept in status.analysis
+AVAILABLE_CHECK = "deployment-available"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,10 @@ class Observations:
     # Why the world could not be observed or changed (missing Secret, bad VirtualService...).
     blocker: str | None = None
     scaled_down: bool = False
+    # One round of health checks, run because `checks_due` said so; None when not run.
+    checks: tuple[CheckOutcome, ...] | None = None
+    # Manual requests from the object's annotations.
+    requests: Controls = field(default_factory=Controls)
 
 
 @dataclass(frozen=True)
@@ -106,13 +116,46 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
         return _blocked(status, obs)
     if status.phase in TERMINAL_PHASES:
         return _finished(spec, status, obs)
+    status, abort = _take_requests(status, obs)
+    if abort:
+        return _abort(spec, status, obs)
     if status.phase in (None, "Pending"):
         return _start(spec, status, obs)
     if status.phase == "Deploying":
         return _deploying(spec, status, obs)
     if status.phase == "Progressing":
         return _progressing(spec, status, obs)
-    return Plan(status)
+    if status.phase == "Paused":
+        return _paused(spec, status, obs)
+    return _rolling_back(spec, status, obs)
+
+
+def checks_due(spec: SprintReleaseSpec, status: SprintReleaseStatus, now: dt.datetime) -> bool:
+    """Whether the caller should run a round of checks before planning."""
+    if status.phase != "Progressing" or status.step_started_at is None:
+        return False
+    last = parse_timestamp(status.last_check_at or status.step_started_at)
+    return (now - last).total_seconds() >= seconds(spec.analysis.interval)
+
+
+def paused_by_request(requests: Controls) -> bool:
+    """Pause and resume are level-triggered: the newer of the two tokens wins."""
+    return requests.pause is not None and (requests.resume or "") < requests.pause
+
+
+def _take_requests(
+    status: SprintReleaseStatus, obs: Observations
+) -> tuple[SprintReleaseStatus, bool]:
+    """Consumes new one-shot requests (abort, promote); returns whether to abort."""
+    handled = status.controls or Controls()
+    req = obs.requests
+    update: dict[str, object] = {}
+    abort = req.abort is not None and req.abort != handled.abort
+    if req.promote is not None and req.promote != handled.promote:
+        update["promotion"] = "force" if req.promote.startswith("force:") else "skipBakes"
+    if abort or "promotion" in update:
+        update["controls"] = handled.model_copy(update={"abort": req.abort, "promote": req.promote})
+    return status.model_copy(update=update), abort
 
 
 def _start(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
@@ -192,30 +235,33 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     want = status.weights or Weights.split(target, steps[index])
     if obs.applied != want:
         return Plan(status, (SetWeights(want),), 0)
-    if status.step_started_at is None:
-        why = f"step {index + 1}/{len(steps)}: {target}={want.of(target)}% ({_fmt(want)})"
-        started = status.model_copy(
-            update={
-                "step_started_at": timestamp(obs.now),
-                "step": f"{index + 1}/{len(steps)}",
-                "target_weight": want.of(target),
-                "steps": [
-                    *status.steps,
-                    StepRecord(weight=want.of(target), started_at=timestamp(obs.now)),
-                ],
-                "message": why,
-                "conditions": _condition(
-                    status.conditions, obs, "Progressing", True, reason="Stepping", message=why
-                ),
-            }
+    step_started = status.step_started_at
+    if step_started is None:
+        return _start_step(spec, status, obs, want)
+    if paused_by_request(obs.requests):
+        return _pause(status, obs, "paused by request", "PausedByRequest", "Normal")
+    if obs.checks is not None:
+        status = _record_checks(spec, status, obs)
+        if status.consecutive_failures >= spec.analysis.failure_limit:
+            why = f"{_failing(status, index)}: {status.consecutive_failures} failed checks in a row"
+            if spec.rollback.automatic:
+                return _rollback(status, obs, why, "ChecksFailed")
+            return _pause(status, obs, why, "ChecksFailed", "Warning")
+    elapsed = (obs.now - parse_timestamp(step_started)).total_seconds()
+    if elapsed > seconds(spec.analysis.progress_deadline):
+        why = (
+            f"step {index + 1}/{len(steps)} did not pass its checks within "
+            f"{spec.analysis.progress_deadline}"
         )
-        return Plan(
-            started, (Emit("Normal", "StepApplied", why),), seconds(spec.analysis.bake_time)
-        )
-    baked = (obs.now - parse_timestamp(status.step_started_at)).total_seconds()
-    remaining = seconds(spec.analysis.bake_time) - baked
-    if remaining > 0:
-        return Plan(status, (), remaining)
+        return _rollback(status, obs, why, "ProgressDeadlineExceeded")
+    baked = elapsed >= seconds(spec.analysis.bake_time) or status.promotion is not None
+    healthy = bool(status.last_check_passed) or status.promotion == "force"
+    if not (baked and healthy):
+        last = parse_timestamp(status.last_check_at or step_started)
+        next_check = seconds(spec.analysis.interval) - (obs.now - last).total_seconds()
+        bake_left = seconds(spec.analysis.bake_time) - elapsed
+        waits = [w for w in (next_check, bake_left) if w > 0]
+        return Plan(status, (), min(waits, default=POLL))
     done = [
         *status.steps[:-1],
         status.steps[-1].model_copy(update={"completed_at": timestamp(obs.now)}),
@@ -234,6 +280,171 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         update={"step_index": index + 1, "weights": weights, "step_started_at": None}
     )
     return Plan(advanced, (SetWeights(weights),), 0)
+
+
+def _start_step(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, want: Weights
+) -> Plan:
+    target = _target(status)
+    index, steps = status.step_index or 0, spec.traffic.steps
+    why = f"step {index + 1}/{len(steps)}: {target}={want.of(target)}% ({_fmt(want)})"
+    started = status.model_copy(
+        update={
+            "step_started_at": timestamp(obs.now),
+            "step": f"{index + 1}/{len(steps)}",
+            "target_weight": want.of(target),
+            "steps": [
+                *status.steps,
+                StepRecord(weight=want.of(target), started_at=timestamp(obs.now)),
+            ],
+            "consecutive_failures": 0,
+            "last_check_at": None,
+            "last_check_passed": None,
+            "message": why,
+            "conditions": _condition(
+                status.conditions, obs, "Progressing", True, reason="Stepping", message=why
+            ),
+        }
+    )
+    first_check = seconds(spec.analysis.interval)
+    return Plan(started, (Emit("Normal", "StepApplied", why),), first_check)
+
+
+def _record_checks(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
+) -> SprintReleaseStatus:
+    """Adds one round to the history and updates the failure count: any fail fails the
+    round; otherwise a hold (no data under `hold`, or Prometheus errors) holds it."""
+    available = obs.target is not None and obs.target.available
+    outcomes = [
+        *(obs.checks or ()),
+        CheckOutcome(
+            AVAILABLE_CHECK, 1.0 if available else 0.0, ">= 1", "pass" if available else "fail"
+        ),
+    ]
+    results = [_result(spec, status, obs, o) for o in outcomes]
+    verdicts = {r.verdict for r in results}
+    update: dict[str, object] = {
+        "analysis": [*status.analysis, *results][-HISTORY:],
+        "last_check_at": timestamp(obs.now),
+    }
+    if "fail" in verdicts:
+        update["consecutive_failures"] = status.consecutive_failures + 1
+        update["last_check_passed"] = False
+    elif verdicts <= {"pass"}:
+        update["consecutive_failures"] = 0
+        update["last_check_passed"] = True
+    else:
+        update["last_check_passed"] = False
+    return status.model_copy(update=update)
+
+
+def _result(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, o: CheckOutcome
+) -> CheckResult:
+    verdict: Literal["pass", "fail", "hold"]
+    if o.outcome == "noData":
+        verdict = spec.analysis.no_data
+    elif o.outcome == "error":
+        verdict = "hold"  # Prometheus down is neither healthy nor unhealthy
+    else:
+        verdict = o.outcome
+    note = o.note or None
+    if o.outcome == "noData":
+        detail = f" ({o.note})" if o.note else ""
+        note = f"no data{detail}: counted as {spec.analysis.no_data}"
+    return CheckResult(
+        metric=o.metric,
+        value=o.value,
+        threshold=o.threshold,
+        passed=verdict == "pass",
+        verdict=verdict,
+        time=timestamp(obs.now),
+        step_index=status.step_index,
+        note=note,
+    )
+
+
+def _failing(status: SprintReleaseStatus, index: int) -> str:
+    """The failed checks of the latest round, named with value and threshold."""
+    latest = status.last_check_at
+    failed = [r for r in status.analysis if r.time == latest and r.verdict == "fail"]
+    parts = [
+        f"{r.metric} = {'no data' if r.value is None else f'{r.value:.4g}'} (want {r.threshold})"
+        for r in failed
+    ]
+    return f"step {index + 1}: " + ", ".join(parts)
+
+
+def _pause(
+    status: SprintReleaseStatus,
+    obs: Observations,
+    why: str,
+    reason: str,
+    kind: Literal["Normal", "Warning"],
+) -> Plan:
+    paused = _transition(status, obs, "Paused", why, reason)
+    return Plan(paused, (Emit(kind, reason, why),), PAUSED_POLL)
+
+
+def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    reason = next((c.reason for c in status.conditions if c.type == "Progressing"), "")
+    since = next((c.last_transition_time for c in status.conditions if c.type == "Progressing"), "")
+    if reason == "PausedByRequest":
+        resume = not paused_by_request(obs.requests)
+    else:  # paused by failed checks: a resume request newer than the pause lifts it
+        resume = (obs.requests.resume or "") > (since or "")
+    if not resume:
+        return Plan(status, (), PAUSED_POLL)
+    step = f"{(status.step_index or 0) + 1}/{len(spec.traffic.steps)}"
+    why = f"resumed at step {step}; the bake restarts"
+    resumed = _transition(status, obs, "Progressing", why, "Resumed").model_copy(
+        update={
+            "step_started_at": timestamp(obs.now),
+            "consecutive_failures": 0,
+            "last_check_at": None,
+            "last_check_passed": None,
+        }
+    )
+    return Plan(resumed, (Emit("Normal", "Resumed", why),), seconds(spec.analysis.interval))
+
+
+def _abort(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    if status.phase in ("Progressing", "Paused"):
+        return _rollback(status, obs, "aborted by request", "Aborted")
+    why = f"aborted by request before traffic moved (sprint {spec.sprint})"
+    target = status.target_cluster or parity_cluster(spec.sprint)
+    status = status.model_copy(update={"target_cluster": target, "previous_cluster": other(target)})
+    failed = _transition(status, obs, "Failed", why, "Aborted")
+    return Plan(failed, (Emit("Warning", "Aborted", why),))
+
+
+def _rollback(status: SprintReleaseStatus, obs: Observations, why: str, reason: str) -> Plan:
+    previous = status.previous_cluster or other(_target(status))
+    weights = Weights.split(previous, 100)
+    rolling = _transition(status, obs, "RollingBack", why, reason)
+    rolling = rolling.model_copy(
+        update={
+            "weights": weights,
+            "target_weight": 0,
+            "conditions": _condition(
+                rolling.conditions, obs, "Degraded", True, reason=reason, message=why
+            ),
+        }
+    )
+    return Plan(rolling, (Emit("Warning", reason, f"rolling back: {why}"), SetWeights(weights)), 0)
+
+
+def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    previous = status.previous_cluster or other(_target(status))
+    want = Weights.split(previous, 100)
+    if obs.applied != want:
+        return Plan(status, (SetWeights(want),), 0)
+    why = status.message or "rolled back"
+    reason = next((c.reason for c in status.conditions if c.type == "Degraded"), "RolledBack")
+    done = _transition(status, obs, "RolledBack", why, reason)
+    event = f"all traffic back on {previous}; the new Deployment is left for inspection: {why}"
+    return Plan(done, (Emit("Warning", "RolledBack", event),))
 
 
 def _finished(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:

@@ -17,12 +17,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sprintops import api
-from sprintops.api import SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops import api, controls
+from sprintops.api import Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
 from sprintops.clusters import ClusterError, KubeconfigSecrets, Workload
-from sprintops.durations import parse_timestamp
+from sprintops.durations import parse_timestamp, seconds
+from sprintops.health.prometheus import run_checks
 from sprintops.kube import merge_patch, object_path
-from sprintops.plan import Deploy, Emit, Observations, Plan, ScaleDown, SetWeights, plan
+from sprintops.plan import (
+    Deploy,
+    Emit,
+    Observations,
+    Plan,
+    ScaleDown,
+    SetWeights,
+    checks_due,
+    plan,
+)
 from sprintops.traffic.istio import IstioError, VirtualServices
 from sprintops.traffic.route53 import Route53Pairs, WeightError
 
@@ -41,6 +51,8 @@ class Runtime:
     mgmt: client.ApiClient
     route53: Route53Pairs
     secrets: KubeconfigSecrets
+    prometheus_url: str
+    min_query_range: float = 10.0
     applied: dict[str, Weights] = field(default_factory=dict)
     action_errors: dict[str, str] = field(default_factory=dict)
     last_written: dict[str, str] = field(default_factory=dict)
@@ -116,6 +128,7 @@ class Reconciler:
             "blocker": self.rt.action_errors.pop(uid, None),
         }
         namespace = obj["metadata"]["namespace"]
+        facts["requests"] = requests_of(obj)
         try:
             if status.phase in (None, "Pending"):
                 facts["competitor"] = competitor
@@ -123,6 +136,18 @@ class Reconciler:
             elif status.phase == "Deploying" and status.target_cluster:
                 workload = await self._workload(spec, namespace, status.target_cluster)
                 facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
+            elif status.target_cluster and checks_due(spec, status, now):
+                workload = await self._workload(spec, namespace, status.target_cluster)
+                facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
+                facts["checks"] = tuple(
+                    await asyncio.to_thread(
+                        run_checks,
+                        self._prometheus(spec),
+                        spec,
+                        status.target_cluster,
+                        self._query_range(spec),
+                    )
+                )
             elif status.phase == "Succeeded" and _due(status.scale_down_at, now):
                 previous = status.previous_cluster or api.other(status.target_cluster or "even")
                 workload = await self._workload(spec, namespace, previous)
@@ -131,6 +156,16 @@ class Reconciler:
         except HOLDING_ERRORS as exc:
             facts["blocker"] = describe(exc)
         return Observations(**facts)
+
+    def _prometheus(self, spec: SprintReleaseSpec) -> str:
+        own = spec.analysis.prometheus
+        return own.address if own is not None else self.rt.prometheus_url
+
+    def _query_range(self, spec: SprintReleaseSpec) -> str:
+        """The rate() window: the check interval, but never shorter than a few scrapes,
+        or a short interval would see too few samples to compute a rate."""
+        interval = seconds(spec.analysis.interval)
+        return f"{max(interval, self.rt.min_query_range):g}s"
 
     async def _workload(self, spec: SprintReleaseSpec, namespace: str, cluster: str) -> Workload:
         apiclient = await asyncio.to_thread(self.rt.secrets.for_cluster, spec, namespace, cluster)
@@ -212,6 +247,14 @@ class Reconciler:
             w.odd if w else "-",
             actions or "-",
         )
+
+
+def requests_of(obj: dict[str, Any]) -> Controls:
+    """Manual requests: annotations `sprintops.io/pause|resume|abort|promote` holding tokens."""
+    annotations = obj["metadata"].get("annotations") or {}
+    return Controls.model_validate(
+        {verb: annotations.get(controls.PREFIX + verb) for verb in Controls.model_fields}
+    )
 
 
 def _due(moment: str | None, now: dt.datetime) -> bool:

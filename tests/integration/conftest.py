@@ -146,6 +146,7 @@ def release_of(
         spec = SprintReleaseSpec.model_validate(s)
         delete_release(env, doc["metadata"]["name"])
         seed.service_baseline({c: env.apis[c] for c in ("even", "odd")}, spec, "odd")
+        environment.simulate(env.layout, spec)
         created.append(doc["metadata"]["name"])
         return doc, spec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sprintops.api import SprintReleaseStatus, Weights
+from sprintops.api import Controls, SprintReleaseStatus, Weights
 from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan
 from tests.unit.world import T0, World, canonical_spec
 
@@ -170,3 +170,159 @@ def test_terminal_phase_is_terminal() -> None:
     failed = SprintReleaseStatus(phase="Failed", target_cluster="even", message="x")
     result = plan(canonical_spec(), failed, Observations(now=T0, live=Weights(even=0, odd=100)))
     assert result.status == failed and result.actions == ()
+
+
+# --- health gates
+
+
+def _run_until(world: World, phases: set[str], limit: int = 500) -> None:
+    for _ in range(limit):
+        if world.status.phase in phases:
+            return
+        wait = world.reconcile()
+        if world.status.phase in phases:
+            return
+        world.now += dt.timedelta(seconds=wait if wait is not None else 1.0)
+    raise AssertionError(f"never reached {phases}: {world.status.phase} {world.status.message}")
+
+
+def test_failing_checks_roll_back_during_the_first_step() -> None:
+    world = World(canonical_spec(), health="fail")
+    _run_until(world, {"RolledBack"})
+    assert world.route53 == world.virtual_service == Weights(even=0, odd=100)
+    assert [s.weight for s in world.status.steps] == [10]  # never past the first step
+    message = world.status.message or ""
+    assert "request-success-rate = 50 (want >= 99)" in message
+    assert "2 failed checks in a row" in message
+    degraded = next(c for c in world.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True" and degraded.reason == "ChecksFailed"
+    assert [e.reason for e in world.events][-2:] == ["ChecksFailed", "RolledBack"]
+
+
+def test_a_pass_resets_the_consecutive_failure_count() -> None:
+    world = World(canonical_spec(analysis__failureLimit=2, analysis__bakeTime="20s"))
+    _run_until(world, {"Progressing"})
+    outcomes = ["fail", "pass", "fail", "pass", "fail", "pass"]
+    while outcomes and world.status.phase == "Progressing":
+        rounds = world.check_rounds
+        world.health = outcomes[0]  # type: ignore[assignment]
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+        if world.check_rounds > rounds:
+            outcomes.pop(0)
+    assert world.status.phase == "Progressing"
+    assert world.status.consecutive_failures == 0
+
+
+def test_unavailable_deployment_fails_the_check() -> None:
+    world = World(canonical_spec(), lost_availability=True)
+    _run_until(world, {"RolledBack"})
+    failed = {r.metric for r in world.status.analysis if r.verdict == "fail"}
+    assert failed == {"deployment-available"}
+
+
+def test_prometheus_errors_hold_until_the_deadline_then_roll_back() -> None:
+    world = World(canonical_spec(analysis__progressDeadline="1m"), health="error")
+    _run_until(world, {"Progressing"})
+    while world.status.phase == "Progressing" and world.now < world.deployed_at + dt.timedelta(
+        seconds=50
+    ):  # type: ignore[operator]
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    assert world.status.phase == "Progressing"
+    assert world.status.consecutive_failures == 0  # errors never count as failures
+    assert {r.verdict for r in world.status.analysis if r.metric != "deployment-available"} == {
+        "hold"
+    }
+    _run_until(world, {"RolledBack"})
+    assert "did not pass its checks within 1m" in (world.status.message or "")
+
+
+def test_prometheus_errors_hold_then_the_release_resumes_when_it_returns() -> None:
+    world = World(canonical_spec(), health="error")
+    _run_until(world, {"Progressing"})
+    for _ in range(20):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    assert world.status.phase == "Progressing" and world.status.step == "1/3"
+    world.health = "pass"
+    _run_until(world, {"Succeeded"})
+
+
+def test_no_data_policies() -> None:
+    for policy, expected in (
+        ("hold", "Progressing"),
+        ("fail", "RolledBack"),
+        ("pass", "Succeeded"),
+    ):
+        world = World(
+            canonical_spec(analysis__noData=policy, analysis__progressDeadline="5m"),
+            health="noData",
+        )
+        for _ in range(60):
+            world.now += dt.timedelta(seconds=world.reconcile() or 1)
+            if world.status.phase in ("RolledBack", "Succeeded"):
+                break
+        assert world.status.phase == expected, policy
+        result = next(r for r in world.status.analysis if r.metric == "request-success-rate")
+        assert result.note == f"no data: counted as {policy}", result.note
+        assert result.verdict == policy
+
+
+def test_manual_rollback_off_pauses_and_resume_continues() -> None:
+    world = World(canonical_spec(rollback__automatic=False), health="fail")
+    _run_until(world, {"Paused"})
+    assert world.route53 == Weights(even=10, odd=90)  # held, not rolled back
+    paused_at = next(
+        c.last_transition_time for c in world.status.conditions if c.type == "Progressing"
+    )
+    world.health = "pass"
+    for _ in range(5):
+        world.now += dt.timedelta(seconds=world.reconcile() or 1)
+    assert world.status.phase == "Paused"  # waits for a person
+    world.requests = world.requests.model_copy(update={"resume": paused_at and paused_at + "x"})
+    _run_until(world, {"Succeeded"})
+
+
+def test_pause_and_resume_by_request() -> None:
+    world = World(canonical_spec())
+    _run_until(world, {"Progressing"})
+    world.now += dt.timedelta(seconds=1)
+    world.requests = world.requests.model_copy(update={"pause": "2026-11-25T12:00:10.000Z"})
+    _run_until(world, {"Paused"})
+    step = world.status.step
+    for _ in range(10):
+        world.now += dt.timedelta(seconds=world.reconcile() or 1)
+    assert world.status.phase == "Paused" and world.status.step == step
+    world.requests = world.requests.model_copy(update={"resume": "2026-11-25T12:05:00.000Z"})
+    _run_until(world, {"Succeeded"})
+    assert [e.reason for e in world.events].count("Resumed") == 1
+
+
+def test_abort_rolls_back_now() -> None:
+    world = World(canonical_spec())
+    while world.status.step != "2/3":
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    world.requests = Controls(abort="2026-11-25T12:01:00.000Z")
+    _run_until(world, {"RolledBack"})
+    assert world.route53 == Weights(even=0, odd=100)
+    assert world.status.message == "aborted by request"
+    assert world.status.controls and world.status.controls.abort == "2026-11-25T12:01:00.000Z"
+
+
+def test_promote_skips_bakes_but_not_failing_checks() -> None:
+    spec = canonical_spec(analysis__bakeTime="10m", analysis__progressDeadline="1h")
+    world = World(spec)
+    _run_until(world, {"Progressing"})
+    started = world.now
+    world.requests = Controls(promote="2026-11-25T12:00:05.000Z")
+    _run_until(world, {"Succeeded"})
+    assert (world.now - started).total_seconds() < 60  # three 10m bakes skipped
+    # A failing check still stops a normal promotion...
+    world = World(spec, health="fail")
+    _run_until(world, {"Progressing"})
+    world.requests = Controls(promote="2026-11-25T12:00:05.000Z")
+    _run_until(world, {"RolledBack"})
+    # ...but not a forced one.
+    world = World(spec, health="fail")
+    _run_until(world, {"Progressing"})
+    world.requests = Controls(promote="force:2026-11-25T12:00:05.000Z")
+    _run_until(world, {"Succeeded"})
+    assert [s.weight for s in world.status.steps] == [10, 50, 100]  # no step skipped

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from sprintops.api import TERMINAL_PHASES, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.api import TERMINAL_PHASES, Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.health.checks import CheckOutcome, Outcome, threshold
 from sprintops.plan import (
     Deploy,
     Emit,
@@ -19,6 +20,7 @@ from sprintops.plan import (
     ScaleDown,
     SetWeights,
     TargetDeployment,
+    checks_due,
     plan,
 )
 from tests.conftest import REPO
@@ -58,6 +60,11 @@ class World:
     blocker: str | None = None
     fail_next_set_weights: bool = False
     scaled_down: bool = False
+    # What every metric answers in a check round, and whether the new Deployment stays up.
+    health: Outcome = "pass"
+    lost_availability: bool = False
+    requests: Controls = field(default_factory=Controls)
+    check_rounds: int = 0
     events: list[Emit] = field(default_factory=list)
     history: list[SprintReleaseStatus] = field(default_factory=list)
 
@@ -73,9 +80,20 @@ class World:
     def observe(self) -> Observations:
         target = None
         if self.deployed_sprint is not None:
-            target = TargetDeployment(sprint=self.deployed_sprint, available=self.available())
+            up = self.available() and not (self.lost_availability and self.ever_available)
+            target = TargetDeployment(sprint=self.deployed_sprint, available=up)
             self.ever_available |= target.available
+        checks = None
+        if checks_due(self.spec, self.status, self.now):
+            self.check_rounds += 1
+            value = 50.0 if self.health in ("pass", "fail") else None
+            checks = tuple(
+                CheckOutcome(m.name, value, threshold(m), self.health)
+                for m in self.spec.analysis.metrics
+            )
         return Observations(
+            checks=checks,
+            requests=self.requests,
             now=self.now,
             live=self.route53,
             target=target,

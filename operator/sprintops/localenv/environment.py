@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from sprintops import api
-from sprintops.api import Cluster
+from sprintops.api import Cluster, SprintReleaseSpec
 from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import binaries, seed
 from sprintops.localenv.controlplane import (
@@ -161,7 +161,7 @@ def up(layout: Layout, say: Callable[[str], None] = print) -> State:
 def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     step("resolving control-plane binaries (built once, then cached)")
     bins = binaries.resolve(layout.repo)
-    prometheus_bin = binaries.prometheus()
+    binaries.prometheus()  # fail early, before anything starts
     state.bin_dir = str(bins["kubectl"].parent)
     logs = layout.root / "logs"
 
@@ -223,51 +223,66 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     state.simulator_port = free_port()
     layout.simulator_config.write_text(
         json.dumps(
-            {
-                "port": state.simulator_port,
-                "kubeconfig": str(layout.kubeconfig),
-                "routes": [
-                    {
-                        "service": spec.service.name,
-                        "namespace": spec.service.namespace,
-                        "route53": spec.traffic.route53.model_dump(
-                            by_alias=True, exclude_none=True
-                        ),
-                    }
-                ],
-            },
-            indent=2,
+            {"port": state.simulator_port, "kubeconfig": str(layout.kubeconfig), "routes": []}
         )
     )
+    simulate(layout, spec)
     step(f"starting the traffic simulator on 127.0.0.1:{state.simulator_port}")
     state.pids["simulator"] = spawn(
         [sys.executable, "-m", "sprintops.localenv.simulator", str(layout.simulator_config)],
         logs / "simulator.log",
     )
-    prom_port = free_port()
-    state.prometheus_url = f"http://127.0.0.1:{prom_port}"
-    prom_config = layout.root / "prometheus.yml"
-    prom_config.write_text(yaml.safe_dump(_prometheus_config(state.simulator_port)))
+    state.prometheus_url = f"http://127.0.0.1:{free_port()}"
+    (layout.root / "prometheus.yml").write_text(
+        yaml.safe_dump(_prometheus_config(state.simulator_port))
+    )
     step(f"starting Prometheus on {state.prometheus_url} (scrapes every 1s)")
+    start_prometheus(layout, state)
+
+
+def start_prometheus(layout: Layout, state: State) -> None:
+    """Starts (or, after `stop_prometheus`, restarts) Prometheus on its recorded port."""
+    log = layout.root / "logs" / "prometheus.log"
     state.pids["prometheus"] = spawn(
         [
-            str(prometheus_bin),
-            f"--config.file={prom_config}",
+            str(binaries.prometheus()),
+            f"--config.file={layout.root / 'prometheus.yml'}",
             f"--storage.tsdb.path={layout.root / 'prometheus'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
+            f"--web.listen-address={state.prometheus_url.removeprefix('http://')}",
             "--web.enable-lifecycle",
             "--log.level=warn",
         ],
-        logs / "prometheus.log",
+        log,
     )
-    step("waiting for Prometheus")
+    layout.save(state)
     wait_for(
         "Prometheus",
         lambda: _http_ok(state.prometheus_url + "/-/ready"),
         60,
         pid=state.pids["prometheus"],
-        log=logs / "prometheus.log",
+        log=log,
     )
+
+
+def stop_prometheus(state: State) -> None:
+    """For tests of an unreachable Prometheus."""
+    stop(state.pids["prometheus"])
+
+
+def simulate(layout: Layout, *specs: SprintReleaseSpec) -> None:
+    """Adds services to the traffic simulator (it re-reads its config on every poll)."""
+    config = json.loads(layout.simulator_config.read_text())
+    routes = {(r["namespace"], r["service"]): r for r in config["routes"]}
+    for spec in specs:
+        routes[(spec.service.namespace, spec.service.name)] = {
+            "service": spec.service.name,
+            "namespace": spec.service.namespace,
+            "route53": spec.traffic.route53.model_dump(by_alias=True, exclude_none=True),
+        }
+    config["routes"] = list(routes.values())
+    tmp = layout.simulator_config.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    tmp.replace(layout.simulator_config)
 
 
 def _prometheus_config(simulator_port: int) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class Track:
 
     step_index: int = -1
     phase: str | None = None
+    seen_available: bool = False
+    max_target_weight: int = 0
 
 
 @dataclass
@@ -91,6 +93,7 @@ class InvariantWatcher:
         available = self._available(target, spec)
         self.samples += 1
         track = self.tracks.setdefault(key, Track())
+        track.seen_available |= available
 
         def bad(what: str) -> None:
             self.violations.append(f"{key} at sample {self.samples}: {what}")
@@ -111,8 +114,9 @@ class InvariantWatcher:
                 bad(f"{where} gives {target} {new}% but status is at step {status.step_index}")
             if status.deployment_available_at is None:
                 bad(f"{where} gives {target} {new}% before the Deployment was recorded Available")
-            if status.phase in ("Deploying", "Progressing") and not available:
-                bad(f"{where} gives {target} {new}% while its Deployment is not Available")
+            if not track.seen_available:
+                bad(f"{where} gives {target} {new}% before its Deployment was ever Available")
+            track.max_target_weight = max(track.max_target_weight, new)
         index = -1 if status.step_index is None else status.step_index
         if index < track.step_index:
             bad(f"stepIndex went back {track.step_index} -> {index}")

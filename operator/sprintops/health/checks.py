@@ -1,0 +1,93 @@
+"""Health checks as pure functions: queries from templates, verdicts from answers. No I/O."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sprintops.api import Metric
+
+Outcome = Literal["pass", "fail", "noData", "error"]
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
+PLACEHOLDERS = ("cluster", "namespace", "service", "interval")
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One metric's answer in one check round."""
+
+    metric: str
+    value: float | None
+    threshold: str
+    outcome: Outcome
+    note: str = ""
+
+
+def escape_label_value(value: str) -> str:
+    """A PromQL double-quoted string's escapes, so a value cannot end its quotes early."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Fills {{ name }} placeholders. Label values are escaped; the range is a duration the
+    API has already validated, and is not quoted in PromQL."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(
+                f"unknown placeholder {{{{ {name} }}}} (known: {', '.join(PLACEHOLDERS)})"
+            )
+        return values[name] if name == "interval" else escape_label_value(values[name])
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+_SELECTOR = (
+    'reporter="destination",destination_cluster="{{ cluster }}",'
+    'destination_workload_namespace="{{ namespace }}",destination_workload="{{ service }}"'
+)
+BUILTIN_QUERIES = {
+    # Percent of non-5xx responses on the new cluster (Flagger's definition).
+    "request-success-rate": (
+        f'sum(rate(istio_requests_total{{{_SELECTOR},response_code!~"5.."}}[{{{{ interval }}}}]))'
+        f" / sum(rate(istio_requests_total{{{_SELECTOR}}}[{{{{ interval }}}}])) * 100"
+    ),
+    # p99 latency in milliseconds on the new cluster.
+    "request-duration-p99": (
+        "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket"
+        f"{{{_SELECTOR}}}[{{{{ interval }}}}])) by (le))"
+    ),
+}
+
+
+def query_for(metric: Metric, values: dict[str, str]) -> str:
+    template = metric.query or BUILTIN_QUERIES[metric.name]
+    return render(template, values)
+
+
+def threshold(metric: Metric) -> str:
+    parts = []
+    if metric.min_ is not None:
+        parts.append(f">= {metric.min_:g}")
+    if metric.max_ is not None:
+        parts.append(f"<= {metric.max_:g}")
+    return " and ".join(parts)
+
+
+def judge(metric: Metric, result: list[dict[str, Any]]) -> CheckOutcome:
+    """A Prometheus instant-vector answer against the metric's thresholds."""
+    limit = threshold(metric)
+    if not result:
+        return CheckOutcome(metric.name, None, limit, "noData", "no samples")
+    if len(result) > 1:
+        return CheckOutcome(metric.name, None, limit, "noData", f"{len(result)} series, expected 1")
+    value = float(result[0]["value"][1])
+    if math.isnan(value):
+        return CheckOutcome(metric.name, None, limit, "noData", "NaN (no traffic in the window)")
+    too_low = metric.min_ is not None and value < metric.min_
+    too_high = metric.max_ is not None and value > metric.max_
+    return CheckOutcome(metric.name, value, limit, "fail" if too_low or too_high else "pass")
