@@ -23,9 +23,10 @@ import pytest
 from kubernetes import client
 
 from sprintops import api
-from sprintops.api import SprintReleaseSpec
+from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import environment, seed
+from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs, make_client
 from tests.conftest import REPO
 
@@ -47,6 +48,31 @@ class Env:
 
     def route53(self) -> Route53Pairs:
         return Route53Pairs(make_client())
+
+    def traffic(self, spec: SprintReleaseSpec) -> tuple[Weights | None, dict[str, Weights]]:
+        """Route 53's pair, then every VirtualService copy's route weights."""
+        ref = spec.traffic.istio.virtual_service
+        copies = {
+            c: weights_of(
+                self.custom(c).get_namespaced_custom_object(
+                    GROUP, VERSION, ref.namespace, PLURAL, ref.name
+                ),
+                spec.traffic.istio,
+            )
+            for c in ("even", "odd")
+        }
+        return self.route53().read(spec.traffic.route53), copies
+
+    def create(self, doc: dict[str, Any]) -> None:
+        ns = doc["metadata"]["namespace"]
+        self.custom().create_namespaced_custom_object(api.GROUP, api.VERSION, ns, api.PLURAL, doc)
+
+    def status(self, name: str, namespace: str = "releases") -> dict[str, Any]:
+        obj = self.custom().get_namespaced_custom_object(
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name
+        )
+        status: dict[str, Any] = obj.get("status") or {}
+        return status
 
     def promql(self, query: str) -> list[dict[str, Any]]:
         url = f"{self.state.prometheus_url}/api/v1/query?" + urllib.parse.urlencode(
@@ -187,3 +213,17 @@ def wait_phase(env: Env, name: str, phases: set[str], timeout: float = 90) -> di
             return obj
         time.sleep(0.2)
     raise TimeoutError(f"{name} not in {phases} after {timeout}s: {obj.get('status')}")
+
+
+def wait_status(
+    env: Env, name: str, holds: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    """Polls the release's status until `holds` says yes."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = env.status(name)
+        if holds(status):
+            return status
+        time.sleep(0.1)
+    raise TimeoutError(f"{name}: condition not met in {timeout}s; status: {status}")

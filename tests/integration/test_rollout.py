@@ -10,29 +10,10 @@ from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.localenv import seed
 from sprintops.localenv.invariants import InvariantWatcher, Watched
-from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
-from tests.integration.conftest import Env, Operator, delete_release, wait_phase
+from tests.integration.conftest import Env, Operator, delete_release, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 NS = "releases"
-
-
-def _create(env: Env, doc: dict[str, Any]) -> None:
-    env.custom().create_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, doc)
-
-
-def _traffic(env: Env, spec: SprintReleaseSpec) -> tuple[Weights | None, dict[str, Weights]]:
-    ref = spec.traffic.istio.virtual_service
-    copies = {
-        c: weights_of(
-            env.custom(c).get_namespaced_custom_object(
-                GROUP, VERSION, ref.namespace, PLURAL, ref.name
-            ),
-            spec.traffic.istio,
-        )
-        for c in ("even", "odd")
-    }
-    return env.route53().read(spec.traffic.route53), copies
 
 
 def _events(env: Env, name: str) -> list[str]:
@@ -54,19 +35,17 @@ def test_canonical_release_rolls_out_to_success(
     seed.service_baseline({c: env.apis[c] for c in ("even", "odd")}, spec, "odd")
     seen: list[tuple[Weights | None, dict[str, Weights]]] = []
     with InvariantWatcher(env.apis, [Watched(NS, name, spec)]) as watcher:
-        _create(env, canonical_doc)
+        env.create(canonical_doc)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            traffic = _traffic(env, spec)
+            traffic = env.traffic(spec)
             if not seen or seen[-1] != traffic:
                 seen.append(traffic)
-            status = env.custom().get_namespaced_custom_object(
-                api.GROUP, api.VERSION, NS, api.PLURAL, name
-            )
-            if (status.get("status") or {}).get("phase") in api.TERMINAL_PHASES:
+            status = env.status(name)
+            if status.get("phase") in api.TERMINAL_PHASES:
                 break
             time.sleep(0.1)
-    assert status["status"]["phase"] == "Succeeded", status["status"]
+    assert status["phase"] == "Succeeded", status
     assert not watcher.violations, watcher.violations
     assert watcher.samples > 50
     # Route 53 and both VirtualService copies moved together through every step, in order.
@@ -88,7 +67,7 @@ def test_canonical_release_rolls_out_to_success(
     dep = env.apps("even").read_namespaced_deployment("document-service", "documents")
     assert dep.status.available_replicas == 3
     assert dep.metadata.labels["sprintops.io/sprint"] == "42"
-    st = status["status"]
+    st = status
     assert st["weights"] == {"even": 100, "odd": 0}
     assert [s["weight"] for s in st["steps"]] == [10, 50, 100]
     assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
@@ -102,11 +81,11 @@ def test_live_target_is_refused_without_touching_traffic(
 ) -> None:
     doc, spec = release_of("live-target")
     seed.service_baseline({c: env.apis[c] for c in ("even", "odd")}, spec, "even")  # even is live
-    before = _traffic(env, spec)
-    _create(env, doc)
+    before = env.traffic(spec)
+    env.create(doc)
     obj = wait_phase(env, doc["metadata"]["name"], {"Failed"}, timeout=30)
     assert "target cluster even is live" in obj["status"]["message"]
-    assert _traffic(env, spec) == before
+    assert env.traffic(spec) == before
     assert "TargetLive" in _events(env, doc["metadata"]["name"])
 
 
@@ -114,20 +93,13 @@ def test_missing_kubeconfig_secret_is_reported_and_traffic_untouched(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
     doc, spec = release_of("no-secret", clusters__even__kubeconfigSecretRef__name="cluster-missing")
-    before = _traffic(env, spec)
-    _create(env, doc)
+    before = env.traffic(spec)
+    env.create(doc)
     name = doc["metadata"]["name"]
-    deadline = time.monotonic() + 30
-    message = ""
-    while time.monotonic() < deadline and "cluster-missing" not in message:
-        obj = env.custom().get_namespaced_custom_object(
-            api.GROUP, api.VERSION, NS, api.PLURAL, name
-        )
-        message = (obj.get("status") or {}).get("message") or ""
-        time.sleep(0.2)
-    assert message == "Secret releases/cluster-missing not found", message
+    status = wait_status(env, name, lambda s: "cluster-missing" in (s.get("message") or ""), 30)
+    assert status["message"] == "Secret releases/cluster-missing not found", status
     time.sleep(2)
-    assert _traffic(env, spec) == before
+    assert env.traffic(spec) == before
     assert "Blocked" in _events(env, name)
 
 
@@ -136,20 +108,9 @@ def test_virtual_service_without_the_route_blocks_before_route53_moves(
 ) -> None:
     doc, spec = release_of("no-route")
     doc["spec"]["traffic"]["istio"]["route"] = "canary"  # the VirtualService only has "primary"
-    _create(env, doc)
+    env.create(doc)
     name = doc["metadata"]["name"]
-    deadline = time.monotonic() + 30
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = (
-            env.custom()
-            .get_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
-            .get("status")
-            or {}
-        )
-        if "no http route" in (status.get("message") or ""):
-            break
-        time.sleep(0.2)
+    status = wait_status(env, name, lambda s: "no http route" in (s.get("message") or ""), 30)
     assert (
         status.get("message")
         == "VirtualService documents/no-route has no http route named 'canary'"
@@ -166,20 +127,10 @@ def test_operator_killed_mid_rollout_finishes_the_release(
     doc, spec = release_of("crash-resume", analysis__bakeTime="4s", idle__scaleDownAfter="2s")
     name = doc["metadata"]["name"]
     with InvariantWatcher(env.apis, [Watched(NS, name, spec)]) as watcher:
-        _create(env, doc)
+        env.create(doc)
         kills = 0
         for step_index in (0, 1):
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                status = (
-                    env.custom()
-                    .get_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
-                    .get("status")
-                    or {}
-                )
-                if status.get("stepIndex") == step_index:
-                    break
-                time.sleep(0.05)
+            wait_status(env, name, lambda s, i=step_index: s.get("stepIndex") == i, 60)
             operator.kill()
             kills += 1
             time.sleep(1)
@@ -190,16 +141,10 @@ def test_operator_killed_mid_rollout_finishes_the_release(
     assert not watcher.violations, watcher.violations
     assert [s["weight"] for s in obj["status"]["steps"]] == [10, 50, 100]
     # After idle.scaleDownAfter the previous cluster's Deployment is scaled to 0, and recorded.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not obj["status"].get("scaledDownAt"):
-        time.sleep(0.5)
-        obj = env.custom().get_namespaced_custom_object(
-            api.GROUP, api.VERSION, NS, api.PLURAL, name
-        )
-    assert obj["status"].get("scaledDownAt"), obj["status"]
+    assert wait_status(env, name, lambda s: bool(s.get("scaledDownAt")), 30)
     previous = env.apps("odd").read_namespaced_deployment("crash-resume", "documents")
     assert previous.spec.replicas == 0
-    assert _traffic(env, spec) == (
+    assert env.traffic(spec) == (
         Weights(even=100, odd=0),
         {"even": Weights(even=100, odd=0), "odd": Weights(even=100, odd=0)},
     )
