@@ -78,6 +78,20 @@ class Workload:
             apply(self.api, manifests.service_object(service, sprint, release))
 
     def observe(self, service: ServiceSpec) -> TargetDeployment | None:
+        body = self._read(service)
+        if body is None:
+            return None
+        sprint = (body["metadata"].get("labels") or {}).get(LABEL_SPRINT)
+        return TargetDeployment(
+            sprint=int(sprint) if sprint and sprint.isdigit() else None,
+            available=manifests.is_available(body),
+        )
+
+    def replicas(self, service: ServiceSpec) -> int | None:
+        body = self._read(service)
+        return None if body is None else int(body["spec"].get("replicas", 0))
+
+    def _read(self, service: ServiceSpec) -> dict[str, Any] | None:
         with self._errors("read the Deployment"):
             try:
                 dep = self.apps.read_namespaced_deployment(
@@ -88,24 +102,7 @@ class Workload:
                     return None
                 raise
         body: dict[str, Any] = self.api.sanitize_for_serialization(dep)
-        sprint = (body["metadata"].get("labels") or {}).get(LABEL_SPRINT)
-        return TargetDeployment(
-            sprint=int(sprint) if sprint and sprint.isdigit() else None,
-            available=manifests.is_available(body),
-        )
-
-    def replicas(self, service: ServiceSpec) -> int | None:
-        with self._errors("read the Deployment"):
-            try:
-                dep = self.apps.read_namespaced_deployment(
-                    service.name, service.namespace, _request_timeout=10
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-        replicas: int = dep.spec.replicas or 0
-        return replicas
+        return body
 
     def scale_to_zero(self, service: ServiceSpec) -> None:
         with self._errors("scale the Deployment"):
