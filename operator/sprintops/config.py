@@ -21,6 +21,10 @@ class Config:
         )
     )
     workers: int = field(default_factory=lambda: int(os.environ.get("SPRINTOPS_WORKERS", "32")))
+    # Where /metrics is served; 0 turns it off.
+    metrics_port: int = field(
+        default_factory=lambda: int(os.environ.get("SPRINTOPS_METRICS_PORT", "8080"))
+    )
     # Shortest rate() window of the built-in checks, in seconds (a few scrape intervals).
     min_query_range: float = field(
         default_factory=lambda: float(os.environ.get("SPRINTOPS_MIN_QUERY_RANGE", "10"))

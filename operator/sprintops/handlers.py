@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import kopf
 
-from sprintops import api
+from sprintops import api, metrics
 from sprintops.api import TERMINAL_PHASES
 from sprintops.clusters import KubeconfigSecrets
 from sprintops.config import Config
@@ -55,7 +55,13 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
         prometheus_url=config.prometheus_url,
         min_query_range=config.min_query_range,
     )
-    log.info("sprintops started namespaces=%s", ",".join(config.namespaces) or "*")
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    log.info(
+        "sprintops started namespaces=%s metrics_port=%s",
+        ",".join(config.namespaces) or "*",
+        config.metrics_port,
+    )
 
 
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL)
@@ -106,6 +112,11 @@ def wake(*, body: kopf.Body, memo: Any, **_: Any) -> None:
         event.set()
 
 
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, optional=True)
+def deleted(*, name: str, namespace: str | None, **_: Any) -> None:
+    metrics.forget(namespace or "", name)
+
+
 def post_event(obj: dict[str, Any], emit: Emit) -> None:
     kopf.event(
         kopf.Body(cast(kopf.RawBody, obj)), type=emit.type, reason=emit.reason, message=emit.message
@@ -128,7 +139,8 @@ async def rollout(
     while not stopped:
         wake_event.clear()
         try:
-            wait = await reconciler.once(namespace or "", name, competitor(index, body))
+            with metrics.RECONCILE_SECONDS.time():
+                wait = await reconciler.once(namespace or "", name, competitor(index, body))
         except Exception:
             log.exception(
                 "reconcile failed release=%s/%s; retrying in %ss", namespace, name, ERROR_BACKOFF

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sprintops import api, controls
+from sprintops import api, controls, metrics
 from sprintops.api import Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
 from sprintops.clusters import ClusterError, KubeconfigSecrets, Workload
 from sprintops.durations import parse_timestamp, seconds
@@ -87,7 +87,9 @@ class Reconciler:
         stored = obj.get("status") or {}
         status = SprintReleaseStatus.model_validate(stored)
         obs = await self._observe(obj, spec, status, competitor)
-        result = plan(spec, status, obs)
+        with metrics.PLAN_SECONDS.time():
+            result = plan(spec, status, obs)
+        metrics.record((namespace, name), status, result.status)
         if result.status != status:
             written = await asyncio.to_thread(self._write_status, obj, result.status, stored)
             if written is None:

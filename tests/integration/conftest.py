@@ -8,15 +8,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +22,7 @@ from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import environment, seed
+from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs, make_client
 from tests.conftest import REPO
@@ -103,42 +100,13 @@ def env() -> Iterator[Env]:
             environment.down(layout)
 
 
-class Operator:
-    """`sprintops run` as a real process, so tests can SIGKILL it."""
-
-    def __init__(self, env: Env, log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sprintops.cli.main", "run"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={
-                    **os.environ,
-                    **environment.environment_variables(self.env.layout, self.env.state),
-                },
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+Operator = OperatorProcess
 
 
 @pytest.fixture(scope="session")
 def operator(env: Env) -> Iterator[Operator]:
-    op = Operator(env, env.layout.root / "logs" / "operator-tests.log")
+    variables = environment.environment_variables(env.layout, env.state)
+    op = OperatorProcess(variables, env.layout.root / "logs" / "operator-tests.log")
     op.start()
     try:
         yield op

@@ -7,8 +7,6 @@ depends on one a developer keeps running; it is torn down at the end either way.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.cli.display import progress_panel, summary
 from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import environment
+from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
 
@@ -48,7 +47,7 @@ def run(repo: Path, console: Console | None = None) -> int:
     layout = environment.Layout(repo)
     if layout.root.exists():
         environment.down(layout, say=lambda _m: None)
-    operator: subprocess.Popen[bytes] | None = None
+    operator: OperatorProcess | None = None
     try:
         state = environment.up(layout, say=console.print)
         os.environ.update(environment.environment_variables(layout, state))
@@ -56,12 +55,8 @@ def run(repo: Path, console: Console | None = None) -> int:
         apis = {c: client_from_kubeconfig(kubeconfig, c) for c in ("mgmt", "even", "odd")}
         log = layout.root / "logs" / "operator.log"
         console.print(f"starting the operator (log: {log})")
-        with log.open("ab") as out:
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "sprintops.cli.main", "run"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        operator = OperatorProcess({}, log)
+        operator.start()
         doc = yaml.safe_load((repo / "examples/sprintrelease.yaml").read_text())
         spec = SprintReleaseSpec.model_validate(doc["spec"])
         custom = client.CustomObjectsApi(apis["mgmt"])
@@ -80,8 +75,7 @@ def run(repo: Path, console: Console | None = None) -> int:
         return 0
     finally:
         if operator is not None:
-            operator.terminate()
-            operator.wait(15)
+            operator.stop()
         console.print("tearing down the demo environment")
         environment.down(layout, say=lambda _m: None)
 

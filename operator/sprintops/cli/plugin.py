@@ -1,10 +1,341 @@
-"""`kubectl sprint`: inspect and steer SprintReleases."""
+"""`kubectl sprint`: inspect and steer SprintReleases, the way kubectl users expect.
+
+    kubectl sprint list [-A]
+    kubectl sprint status NAME        kubectl sprint history NAME
+    kubectl sprint watch NAME         (exit 0 on Succeeded, 1 on RolledBack/Failed)
+    kubectl sprint pause|resume|abort NAME
+    kubectl sprint promote NAME [--force]
+
+Global: --kubeconfig, --context, -n/--namespace, -o/--output table|json|yaml.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sprintops import api, controls
+from sprintops.api import SprintReleaseStatus
+from sprintops.cli.display import progress_panel
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+class PluginError(Exception):
+    """A message for the user; exits 2."""
+
+
+class Session:
+    def __init__(self, args: argparse.Namespace) -> None:
+        try:
+            self.api = config.new_client_from_config(
+                config_file=args.kubeconfig, context=args.context
+            )
+            _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            if args.context:
+                contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+                active = next(c for c in contexts if c["name"] == args.context)
+        except (config.ConfigException, OSError, StopIteration) as exc:
+            raise PluginError(f"no usable kubeconfig: {exc}") from None
+        self.namespace: str = args.namespace or active["context"].get("namespace") or "default"
+        self.all_namespaces: bool = getattr(args, "all_namespaces", False)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.server = self.api.configuration.host
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Runs one API call and turns failures into messages a person can act on."""
+        try:
+            return fn()
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PluginError(f"{what}: not found in namespace {self.namespace!r}") from None
+            if exc.status in (401, 403):
+                reason = _api_message(exc)
+                raise PluginError(f"{what}: forbidden by RBAC ({reason})") from None
+            raise PluginError(f"{what}: HTTP {exc.status} {_api_message(exc)}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise PluginError(
+                f"{what}: cannot reach the cluster at {self.server} ({type(exc).__name__})"
+            ) from None
+
+    def get(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.call(
+            f'sprintrelease "{name}"',
+            lambda: self.custom.get_namespaced_custom_object(
+                api.GROUP, api.VERSION, self.namespace, api.PLURAL, name
+            ),
+        )
+        return obj
+
+    def releases(self) -> list[dict[str, Any]]:
+        if self.all_namespaces:
+            items = self.call(
+                "sprintreleases",
+                lambda: self.custom.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURAL),
+            )
+        else:
+            items = self.call(
+                "sprintreleases",
+                lambda: self.custom.list_namespaced_custom_object(
+                    api.GROUP, api.VERSION, self.namespace, api.PLURAL
+                ),
+            )
+        result: list[dict[str, Any]] = items["items"]
+        return result
+
+    def events(self, obj: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
+        selector = f"involvedObject.uid={obj['metadata']['uid']}"
+        found = self.call(
+            "events",
+            lambda: self.core.list_namespaced_event(self.namespace, field_selector=selector),
+        )
+        items = sorted(
+            found.items,
+            key=lambda e: e.event_time or e.last_timestamp or e.metadata.creation_timestamp,
+        )
+        return [
+            {
+                "type": e.type,
+                "reason": e.reason,
+                "message": e.message,
+                "time": str(e.event_time or e.last_timestamp),
+            }
+            for e in items[-limit:]
+        ]
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", exc.reason))
+    except ValueError:
+        return str(exc.reason)
+
+
+def _emit(data: Any, output: str, console: Console) -> None:
+    if output == "json":
+        console.print_json(json.dumps(data, default=str))
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def _status(obj: dict[str, Any]) -> SprintReleaseStatus:
+    return SprintReleaseStatus.model_validate(obj.get("status") or {})
+
+
+def cmd_list(s: Session, args: argparse.Namespace, console: Console) -> int:
+    items = s.releases()
+    rows = []
+    for obj in items:
+        st = _status(obj)
+        rows.append(
+            {
+                "namespace": obj["metadata"]["namespace"],
+                "name": obj["metadata"]["name"],
+                "sprint": obj["spec"]["sprint"],
+                "target": st.target_cluster,
+                "phase": st.phase,
+                "step": st.step,
+                "weights": st.weights.model_dump() if st.weights else None,
+            }
+        )
+    if args.output != "table":
+        _emit(rows, args.output, console)
+        return EXIT_OK
+    if not rows:
+        console.print(f"No sprintreleases in namespace {s.namespace!r}.")
+        return EXIT_OK
+    table = Table(box=None)
+    for column in ("NAMESPACE", "NAME", "SPRINT", "TARGET", "PHASE", "STEP", "WEIGHTS (even/odd)"):
+        table.add_column(column)
+    for r in rows:
+        w = r["weights"]
+        table.add_row(
+            r["namespace"],
+            r["name"],
+            str(r["sprint"]),
+            r["target"] or "-",
+            r["phase"] or "New",
+            r["step"] or "-",
+            f"{w['even']}/{w['odd']}" if w else "-",
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _latest_checks(st: SprintReleaseStatus) -> list[dict[str, Any]]:
+    if not st.analysis:
+        return []
+    last = st.analysis[-1].time
+    return [r.model_dump(by_alias=True, exclude_none=True) for r in st.analysis if r.time == last]
+
+
+def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
+    obj = s.get(args.name)
+    st = _status(obj)
+    events = s.events(obj)
+    if args.output != "table":
+        _emit(
+            {
+                "name": obj["metadata"]["name"],
+                "namespace": obj["metadata"]["namespace"],
+                "phase": st.phase,
+                "step": st.step,
+                "weights": st.weights.model_dump() if st.weights else None,
+                "checks": _latest_checks(st),
+                "conditions": [
+                    c.model_dump(by_alias=True, exclude_none=True) for c in st.conditions
+                ],
+                "message": st.message,
+                "events": events,
+            },
+            args.output,
+            console,
+        )
+        return EXIT_OK
+    console.print(progress_panel(obj))
+    checks = Table(title="last checks", box=None)
+    for column in ("METRIC", "VALUE", "THRESHOLD", "VERDICT", "NOTE"):
+        checks.add_column(column)
+    for r in _latest_checks(st):
+        value = "-" if r.get("value") is None else f"{r['value']:.4g}"
+        checks.add_row(r["metric"], value, r["threshold"], r["verdict"], r.get("note", ""))
+    console.print(checks)
+    conditions = Table(title="conditions", box=None)
+    for column in ("TYPE", "STATUS", "REASON", "MESSAGE"):
+        conditions.add_column(column)
+    for c in st.conditions:
+        conditions.add_row(c.type, c.status, c.reason, c.message)
+    console.print(conditions)
+    recent = Table(title="events", box=None)
+    for column in ("TYPE", "REASON", "MESSAGE"):
+        recent.add_column(column)
+    for e in events:
+        recent.add_row(e["type"], e["reason"], e["message"])
+    console.print(recent)
+    return EXIT_OK
+
+
+def cmd_history(s: Session, args: argparse.Namespace, console: Console) -> int:
+    st = _status(s.get(args.name))
+    rows = [r.model_dump(by_alias=True, exclude_none=True) for r in st.analysis]
+    if args.output != "table":
+        _emit(rows, args.output, console)
+        return EXIT_OK
+    table = Table(box=None)
+    for column in ("TIME", "STEP", "METRIC", "VALUE", "THRESHOLD", "VERDICT"):
+        table.add_column(column)
+    for r in rows:
+        value = "-" if r.get("value") is None else f"{r['value']:.4g}"
+        step = "-" if r.get("stepIndex") is None else str(r["stepIndex"] + 1)
+        table.add_row(r["time"], step, r["metric"], value, r["threshold"], r["verdict"])
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_watch(s: Session, args: argparse.Namespace, console: Console) -> int:
+    started = time.monotonic()
+    obj = s.get(args.name)
+    with Live(progress_panel(obj), console=console, refresh_per_second=4) as live:
+        while True:
+            phase = _status(obj).phase
+            if phase in api.TERMINAL_PHASES:
+                break
+            if args.timeout and time.monotonic() - started > args.timeout:
+                console.print(f"timed out after {args.timeout}s in phase {phase}")
+                return EXIT_FAILED
+            time.sleep(args.interval)
+            obj = s.get(args.name)
+            live.update(progress_panel(obj, elapsed=time.monotonic() - started))
+    st = _status(obj)
+    console.print(f"{obj['metadata']['name']}: {st.phase}: {st.message or ''}")
+    return EXIT_OK if st.phase == "Succeeded" else EXIT_FAILED
+
+
+def _control(verb: controls.Verb) -> Callable[[Session, argparse.Namespace, Console], int]:
+    def run(s: Session, args: argparse.Namespace, console: Console) -> int:
+        force = bool(getattr(args, "force", False))
+        s.get(args.name)  # a clear "not found" before anything is written
+        token = s.call(
+            f'sprintrelease "{args.name}"',
+            lambda: controls.request(s.api, s.namespace, args.name, verb, force=force),
+        )
+        console.print(
+            f'sprintrelease "{args.name}" {verb} requested ({controls.annotation(verb)}={token})'
+        )
+        return EXIT_OK
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl sprint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--kubeconfig", help="path to the kubeconfig (default: KUBECONFIG or ~/.kube/config)"
+    )
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="releases with sprint, target, phase, step and weights")
+    listing.add_argument("-A", "--all-namespaces", action="store_true")
+    listing.set_defaults(func=cmd_list)
+    for name, fn, text in (
+        ("status", cmd_status, "phase, step, weights, last checks, conditions, events"),
+        ("history", cmd_history, "check results over time"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("name")
+        p.set_defaults(func=fn)
+    watch = sub.add_parser(
+        "watch", help="live progress until a terminal phase; exit 0 only on Succeeded"
+    )
+    watch.add_argument("name")
+    watch.add_argument("--interval", type=float, default=0.5)
+    watch.add_argument(
+        "--timeout", type=float, default=0, help="give up after this many seconds (0: never)"
+    )
+    watch.set_defaults(func=cmd_watch)
+    for verb, text in (
+        ("pause", "hold at the current step"),
+        ("resume", "continue a paused release (the bake restarts)"),
+        ("abort", "roll back now"),
+        ("promote", "skip the remaining bakes (never a failing check, unless --force)"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("name")
+        if verb == "promote":
+            p.add_argument("--force", action="store_true", help="also skip failing checks")
+        p.set_defaults(func=_control(verb))  # type: ignore[arg-type]
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("kubectl sprint: not yet; use `kubectl get sr -A`", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        code: int = args.func(Session(args), args, console)
+    except PluginError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

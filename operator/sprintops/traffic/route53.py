@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from sprintops import metrics
 from sprintops.api import CLUSTERS, Route53, Weights
 
 if TYPE_CHECKING:
@@ -27,7 +28,21 @@ def make_client() -> Route53Client:
         retries={"mode": "standard", "max_attempts": 8}, connect_timeout=5, read_timeout=10
     )
     client: Route53Client = boto3.client("route53", config=cfg)
+    client.meta.events.register("before-send.route53", _count_request)
+    client.meta.events.register("after-call.route53", _count_error)
     return client
+
+
+def _count_request(request: Any, **_: Any) -> None:
+    # Every HTTP attempt, so botocore's own retries are counted too.
+    operation = request.context.get("operation_name") if hasattr(request, "context") else None
+    metrics.ROUTE53_REQUESTS.labels(operation or "unknown").inc()
+
+
+def _count_error(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    error = parsed.get("Error") if isinstance(parsed, dict) else None
+    if error:
+        metrics.ROUTE53_ERRORS.labels(model.name, error.get("Code", "Unknown")).inc()
 
 
 def validate(even: int, odd: int) -> None:
