@@ -33,10 +33,9 @@ def make_client() -> Route53Client:
     return client
 
 
-def _count_request(request: Any, **_: Any) -> None:
-    # Every HTTP attempt, so botocore's own retries are counted too.
-    operation = request.context.get("operation_name") if hasattr(request, "context") else None
-    metrics.ROUTE53_REQUESTS.labels(operation or "unknown").inc()
+def _count_request(event_name: str, **_: Any) -> None:
+    # Every HTTP attempt ("before-send.route53.<Operation>"), so retries are counted too.
+    metrics.ROUTE53_REQUESTS.labels(event_name.rsplit(".", 1)[-1]).inc()
 
 
 def _count_error(parsed: dict[str, Any], model: Any, **_: Any) -> None:

@@ -1,0 +1,79 @@
+"""The operator's own /metrics, scraped during and after a rollout."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from sprintops import controls
+from sprintops.api import SprintReleaseSpec
+from tests.integration.conftest import Env, Operator, wait_phase, wait_status
+
+ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
+
+
+def scrape(operator: Operator) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
+    ) as r:
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def test_metrics_during_and_after_a_rollout(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, _ = release_of("metered", analysis__bakeTime="4s")
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    during = scrape(operator)
+    assert value(during, "sprintops_release_weight_percent", release=name, cluster="even") == 10
+    assert value(during, "sprintops_release_weight_percent", release=name, cluster="odd") == 90
+    assert value(during, "sprintops_releases", phase="Progressing") >= 1
+    wait_phase(env, name, {"Succeeded"}, timeout=90)
+    after = scrape(operator)
+    assert value(after, "sprintops_release_weight_percent", release=name, cluster="even") == 100
+    assert value(after, "sprintops_releases", phase="Succeeded") >= 1
+    assert value(after, "sprintops_step_duration_seconds_count") >= 3
+    # Each step baked 4s, so the steps' total time is at least 12s and not absurdly more.
+    assert 12 <= value(after, "sprintops_step_duration_seconds_sum") < 600
+    assert (
+        value(after, "sprintops_check_results_total", metric="request-success-rate", verdict="pass")
+        >= 3
+    )
+    assert (
+        value(after, "sprintops_check_results_total", metric="deployment-available", verdict="pass")
+        >= 3
+    )
+    assert (
+        value(after, "sprintops_route53_requests_total", operation="ChangeResourceRecordSets") >= 3
+    )
+    assert value(after, "sprintops_route53_requests_total", operation="GetChange") >= 3
+    assert value(after, "sprintops_reconcile_duration_seconds_count") > 0
+    assert (
+        0
+        < value(after, "sprintops_plan_duration_seconds_sum")
+        < value(after, "sprintops_reconcile_duration_seconds_sum")
+    )
+    # A rollback is counted with its reason.
+    aborted, _ = release_of("metered-abort", analysis__bakeTime="30s")
+    env.create(aborted)
+    wait_status(env, aborted["metadata"]["name"], lambda s: bool(s.get("stepStartedAt")), 60)
+    controls.request(env.apis["mgmt"], "releases", aborted["metadata"]["name"], "abort")
+    wait_phase(env, aborted["metadata"]["name"], {"RolledBack"}, timeout=30)
+    assert value(scrape(operator), "sprintops_rollbacks_total", reason="Aborted") >= 1
