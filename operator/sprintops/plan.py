@@ -115,6 +115,8 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
     if obs.blocker is not None:
         return _blocked(status, obs)
     if status.phase in TERMINAL_PHASES:
+        if status.observed_generation is not None and obs.generation > status.observed_generation:
+            return _spec_changed(spec, status, obs)
         return _finished(spec, status, obs)
     status, abort = _take_requests(status, obs)
     if abort:
@@ -410,6 +412,8 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
 
 
 def _abort(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    if status.phase == "RollingBack":
+        return _rolling_back(spec, status, obs)  # already on its way back
     if status.phase in ("Progressing", "Paused"):
         return _rollback(status, obs, "aborted by request", "Aborted")
     why = f"aborted by request before traffic moved (sprint {spec.sprint})"
@@ -445,6 +449,23 @@ def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
     done = _transition(status, obs, "RolledBack", why, reason)
     event = f"all traffic back on {previous}; the new Deployment is left for inspection: {why}"
     return Plan(done, (Emit("Warning", "RolledBack", event),))
+
+
+def _spec_changed(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    """A spec edited after the end: a release that did not succeed starts over (traffic is
+    all on the previous cluster again); a succeeded one only notes that it saw the edit."""
+    if status.phase == "Succeeded":
+        why = "spec changed after success; nothing to do (a new sprint is a new SprintRelease)"
+        seen = status.model_copy(update={"observed_generation": obs.generation, "message": why})
+        return Plan(seen, (Emit("Normal", "SpecChangedAfterSuccess", why),))
+    why = f"spec changed (generation {obs.generation}): retrying sprint {spec.sprint}"
+    fresh = SprintReleaseStatus(
+        analysis=status.analysis,
+        controls=status.controls,
+        message=why,
+        observed_generation=obs.generation,
+    )
+    return Plan(fresh, (Emit("Normal", "Retrying", why),), 0)
 
 
 def _finished(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:

@@ -326,3 +326,23 @@ def test_promote_skips_bakes_but_not_failing_checks() -> None:
     world.requests = Controls(promote="force:2026-11-25T12:00:05.000Z")
     _run_until(world, {"Succeeded"})
     assert [s.weight for s in world.status.steps] == [10, 50, 100]  # no step skipped
+
+
+def test_spec_change_after_rollback_retries() -> None:
+    world = World(canonical_spec(), health="fail")
+    _run_until(world, {"RolledBack"})
+    world.health = "pass"
+    world.generation = 2
+    world.deployed_sprint = None  # the fixed build is applied again
+    _run_until(world, {"Succeeded"})
+    assert world.status.observed_generation == 2
+    assert "Retrying" in [e.reason for e in world.events]
+
+
+def test_spec_change_after_success_is_only_acknowledged() -> None:
+    world = World(canonical_spec())
+    _run_until(world, {"Succeeded"})
+    world.generation = 2
+    result = plan(world.spec, world.status, world.observe())
+    assert result.status.phase == "Succeeded" and result.status.observed_generation == 2
+    assert not any(isinstance(a, (SetWeights, Deploy)) for a in result.actions)

@@ -65,6 +65,8 @@ class World:
     lost_availability: bool = False
     requests: Controls = field(default_factory=Controls)
     check_rounds: int = 0
+    generation: int = 1
+    action_error: str | None = None
     events: list[Emit] = field(default_factory=list)
     history: list[SprintReleaseStatus] = field(default_factory=list)
 
@@ -92,6 +94,7 @@ class World:
                 for m in self.spec.analysis.metrics
             )
         return Observations(
+            generation=self.generation,
             checks=checks,
             requests=self.requests,
             now=self.now,
@@ -99,9 +102,13 @@ class World:
             target=target,
             applied=self.applied,
             competitor=self.competitor,
-            blocker=self.blocker,
+            blocker=self.blocker or self._pop_action_error(),
             scaled_down=self.scaled_down,
         )
+
+    def _pop_action_error(self) -> str | None:
+        error, self.action_error = self.action_error, None
+        return error
 
     # --- one reconcile
     def reconcile(self) -> float | None:
@@ -128,9 +135,14 @@ class World:
         previous = self.status
         self.status = status
         self.history.append(status)
-        if previous.phase in TERMINAL_PHASES and status.phase != previous.phase:
+        retry = (status.observed_generation or 0) > (previous.observed_generation or 0)
+        if previous.phase in TERMINAL_PHASES and status.phase != previous.phase and not retry:
             raise InvariantBroken(f"terminal phase {previous.phase} left for {status.phase}")
-        if previous.step_index is not None and (status.step_index or 0) < previous.step_index:
+        if (
+            not retry
+            and previous.step_index is not None
+            and (status.step_index or 0) < previous.step_index
+        ):
             raise InvariantBroken(f"step went back {previous.step_index} -> {status.step_index}")
         if (status.step_index or 0) - (previous.step_index or 0) > 1:
             raise InvariantBroken("a step was skipped")
@@ -148,7 +160,7 @@ class World:
         elif isinstance(action, SetWeights):
             if self.fail_next_set_weights:
                 self.fail_next_set_weights = False
-                self.blocker = "Route 53 said no"
+                self.action_error = "Route 53 said no"  # reported once, as the reconciler does
                 return
             self.route53 = copy.copy(action.weights)
             self.virtual_service = copy.copy(action.weights)
