@@ -7,7 +7,6 @@ in `.status`, so a restarted operator resumes exactly where the last one stopped
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -148,5 +147,10 @@ async def rollout(
             wait = ERROR_BACKOFF
         if wait == 0:
             continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake_event.wait(), timeout=wait)
+        # Sleep until the plan's time, a change to the object, or the operator stopping.
+        waiters = [asyncio.ensure_future(wake_event.wait()), asyncio.ensure_future(stopped.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

@@ -1,0 +1,271 @@
+"""The Helm chart: lint, render, server-side dry-run, and its RBAC proven on the real apiserver."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sprintops.api import SprintReleaseSpec
+from sprintops.localenv import environment
+from sprintops.localenv.operator_process import OperatorProcess
+from tests.conftest import REPO
+from tests.integration.conftest import Env, Operator, wait_phase
+
+CHART = REPO / "charts/sprintops"
+NAMESPACE = "sprintops-system"
+SA = f"system:serviceaccount:{NAMESPACE}:sp-sprintops"
+ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return subprocess.run(
+        ["bash", str(REPO / "hack/testenv/tools.sh"), "helm"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def _run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(argv), input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _render(helm: str, *sets: str) -> str:
+    argv = [
+        helm,
+        "template",
+        "sp",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        "1.34.3",
+    ]
+    for s in sets:
+        argv += ["--set", s]
+    result = _run(*argv)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _kubectl(env: Env, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return _run(
+        f"{env.state.bin_dir}/kubectl",
+        "--kubeconfig",
+        str(env.layout.kubeconfig),
+        "--context",
+        "mgmt",
+        *args,
+        stdin=stdin,
+    )
+
+
+def test_lint(helm: str) -> None:
+    result = _run(helm, "lint", "--strict", str(CHART), "--kube-version", "1.34.3")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_every_option(helm: str) -> None:
+    plain = list(yaml.safe_load_all(_render(helm)))
+    assert {d["kind"] for d in plain} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+    }
+    full = list(
+        yaml.safe_load_all(
+            _render(
+                helm,
+                "metrics.serviceMonitor.enabled=true",
+                "dashboard.enabled=true",
+                "aws.irsaRoleArn=arn:aws:iam::123456789012:role/sprintops",
+                "aws.existingSecret=aws-credentials",
+                "watchNamespaces={releases,team-b}",
+            )
+        )
+    )
+    kinds = [d["kind"] for d in full]
+    assert kinds.count("Role") == 2 and "ServiceMonitor" in kinds and "ConfigMap" in kinds
+    sa = next(d for d in full if d["kind"] == "ServiceAccount")
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/sprintops")
+    deployment = next(d for d in full if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "aws-credentials"}}]
+    assert "--namespace=team-b" in container["args"]
+    dashboard = next(d for d in full if d["kind"] == "ConfigMap")
+    assert '"title": "sprintops"' in dashboard["data"]["sprintops.json"]
+
+
+def test_values_schema_rejects_bad_values(helm: str) -> None:
+    for bad in (
+        "replicaCount=2",
+        "prometheus.url=prometheus:9090",
+        "watchNamespaces={Bad_NS}",
+        "imageTag=x",
+    ):
+        result = _run(helm, "template", "sp", str(CHART), "--kube-version", "1.34.3", "--set", bad)
+        assert result.returncode != 0, bad
+        assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+
+
+def test_pod_security(helm: str) -> None:
+    deployment = next(d for d in yaml.safe_load_all(_render(helm)) if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert (
+        pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    )
+    container = pod["containers"][0]["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"]["drop"] == ["ALL"]
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_chart_crd_is_the_generated_one() -> None:
+    assert (CHART / "crds/sprintrelease.yaml").read_text() == (
+        REPO / "crds/sprintrelease.yaml"
+    ).read_text()
+
+
+def test_server_side_dry_run(env: Env, helm: str) -> None:
+    _kubectl(env, "create", "namespace", NAMESPACE)
+    rendered = _run(
+        helm,
+        "template",
+        "sp",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        "1.34.3",
+        "--include-crds",
+    ).stdout
+    result = _kubectl(env, "apply", "--server-side", "--dry-run=server", "-f", "-", stdin=rendered)
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/sp-sprintops serverside-applied (server dry run)" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed_rbac(env: Env, helm: str) -> str:
+    """The chart's ServiceAccount, Roles and RoleBindings, applied for real."""
+    _kubectl(env, "create", "namespace", NAMESPACE)
+    rbac = [
+        d
+        for d in yaml.safe_load_all(_render(helm))
+        if d["kind"]
+        in {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    ]
+    result = _kubectl(env, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    assert result.returncode == 0, result.stderr
+    return SA
+
+
+ALLOWED = [
+    ("get", "sprintreleases.sprintops.io", "releases"),
+    ("list", "sprintreleases.sprintops.io", "releases"),
+    ("watch", "sprintreleases.sprintops.io", "releases"),
+    ("patch", "sprintreleases.sprintops.io", "releases"),
+    ("patch", "sprintreleases.sprintops.io/status", "releases"),
+    ("create", "events", "releases"),
+    ("get", "secrets", "releases"),
+    ("list", "namespaces", ""),
+    ("watch", "namespaces", ""),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io", ""),
+]
+DENIED = [
+    ("get", "secrets", "kube-system"),
+    ("get", "secrets", "default"),
+    ("list", "secrets", "releases"),
+    ("watch", "secrets", "releases"),
+    ("delete", "namespaces", ""),
+    ("create", "namespaces", ""),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("get", "secrets", ""),
+    ("delete", "sprintreleases.sprintops.io", "releases"),
+    ("update", "sprintreleases.sprintops.io", "releases"),
+    ("create", "deployments.apps", "releases"),
+    ("get", "sprintreleases.sprintops.io", "default"),
+    ("create", "clusterroles.rbac.authorization.k8s.io", ""),
+    ("impersonate", "users", ""),
+    ("*", "*", "releases"),
+]
+
+
+@pytest.mark.parametrize(("verb", "resource", "namespace"), ALLOWED + DENIED)
+def test_rbac_can_i(
+    env: Env, installed_rbac: str, verb: str, resource: str, namespace: str
+) -> None:
+    where = ["-n", namespace] if namespace else []
+    result = _kubectl(env, "auth", "can-i", verb, resource, *where, "--as", installed_rbac)
+    expected = "yes" if (verb, resource, namespace) in ALLOWED else "no"
+    assert result.stdout.strip() == expected, (
+        verb,
+        resource,
+        namespace,
+        result.stdout,
+        result.stderr,
+    )
+
+
+def test_operator_runs_with_only_the_charts_rbac(
+    env: Env, installed_rbac: str, operator: Operator, release_of: ReleaseOf, tmp_path: Path
+) -> None:
+    """The proof that the Role holds every verb the operator uses: run it as that
+    ServiceAccount (a real token from the TokenRequest API) and roll a release out."""
+    token = _kubectl(env, "-n", NAMESPACE, "create", "token", "sp-sprintops", "--duration", "1h")
+    assert token.returncode == 0, token.stderr
+    admin = yaml.safe_load(env.layout.kubeconfig.read_text())
+    cluster = next(c for c in admin["clusters"] if c["name"] == "mgmt")
+    kubeconfig = tmp_path / "sa-kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "sa", "user": {"token": token.stdout.strip()}}],
+                "contexts": [
+                    {
+                        "name": "mgmt",
+                        "context": {"cluster": "mgmt", "user": "sa", "namespace": "releases"},
+                    }
+                ],
+                "current-context": "mgmt",
+            }
+        )
+    )
+    assert base64.b64decode(cluster["cluster"]["certificate-authority-data"])
+    variables = {
+        **environment.environment_variables(env.layout, env.state),
+        "KUBECONFIG": str(kubeconfig),
+    }
+    log = env.layout.root / "logs" / "operator-chart-rbac.log"
+    restricted = OperatorProcess(variables, log, "--namespace", "releases")
+    doc, _ = release_of("rbac-proof", analysis__bakeTime="2s")
+    operator.stop()  # the admin operator must not be the one doing the work
+    restricted.start()
+    try:
+        env.create(doc)
+        obj = wait_phase(
+            env, doc["metadata"]["name"], {"Succeeded", "Failed", "RolledBack"}, timeout=90
+        )
+    finally:
+        restricted.stop()
+        operator.start()
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    text = log.read_text()
+    assert "Forbidden" not in text and "403" not in text, text[-2000:]
+    assert "sprintops started" in text
