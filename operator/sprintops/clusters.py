@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sprintops import manifests
+from sprintops import eks, manifests
 from sprintops.api import ServiceSpec, SprintReleaseSpec
 from sprintops.kube import apply, client_from_kubeconfig
 from sprintops.manifests import LABEL_SPRINT
@@ -48,7 +50,7 @@ class KubeconfigSecrets:
         if data is None:
             raise ClusterError(f"{where} has no key {key!r}")
         try:
-            api = client_from_kubeconfig(base64.b64decode(data).decode())
+            api = _client_from_secret_text(base64.b64decode(data).decode())
         except Exception as exc:  # the loader raises many types on garbage
             # Only the exception's type: its text may quote the Secret.
             raise ClusterError(
@@ -62,6 +64,16 @@ class KubeconfigSecrets:
     ) -> client.ApiClient:
         ref = getattr(spec.clusters, cluster).kubeconfig_secret_ref
         return self.api_client(namespace, ref.name, ref.key)
+
+
+def _client_from_secret_text(text: str) -> client.ApiClient:
+    """A plain kubeconfig, or an EKS cluster document whose tokens sprintops mints itself."""
+    data = yaml.safe_load(text)
+    if eks.is_cluster_secret(data):
+        auth = data["awsAuthConfig"]
+        region = auth.get("region") or os.environ.get("AWS_REGION") or "us-east-1"
+        return eks.client_for(data, region)
+    return client_from_kubeconfig(data)
 
 
 class Workload:
