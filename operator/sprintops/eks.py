@@ -50,13 +50,11 @@ def mint(
 ) -> Token:
     session = _session(role_arn, region)
     sts = session.client("sts")
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise RuntimeError("no AWS credentials to sign an EKS token with")
     signer = RequestSigner(
-        sts.meta.service_model.service_id,
-        region,
-        "sts",
-        "v4",
-        session.get_credentials(),
-        session.events,
+        sts.meta.service_model.service_id, region, "sts", "v4", credentials, session.events
     )
     url = signer.generate_presigned_url(
         {
