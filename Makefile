@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help venv prometheus binaries env-up env-down crds lint unit integration test demo run clean
+.PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image
 
 help:
 	@echo "make demo      local environment + operator + the canonical release, live"
@@ -55,7 +55,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv prometheus binaries lint
+test: venv prometheus binaries helm lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 demo: venv prometheus binaries
@@ -63,3 +63,14 @@ demo: venv prometheus binaries
 
 clean: env-down
 	rm -rf $(VENV)
+
+# Needs a Docker engine (not available on every machine); see hack/kind/e2e.sh.
+kind-e2e: venv
+	bash hack/kind/e2e.sh
+
+image:
+	@if docker info >/dev/null 2>&1; then docker build -t sprintops:dev .; \
+	else echo "make image: no Docker engine here; the Dockerfile is checked by make test"; exit 3; fi
+
+helm:
+	bash hack/testenv/tools.sh helm
