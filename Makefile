@@ -14,7 +14,8 @@ help:
 	@echo "make test      lint, type-check, unit and integration tests (sets everything up)"
 	@echo "make env-up    start (or reuse) the local environment; then: . .sprintops/env/env.sh"
 	@echo "make env-down  stop it and delete its state"
-	@echo "make crds      regenerate crds/ from operator/sprintops/api.py"
+	@echo "make run       the operator against the local environment"
+	@echo "make crds      regenerate the CRD, the chart's copy and the README reference"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -43,6 +44,10 @@ env-up: venv prometheus binaries
 
 env-down: venv
 	$(BIN)/sprintops env down
+
+# The operator against the local environment (its kubeconfig, moto and Prometheus).
+run: env-up
+	. .sprintops/env/env.sh && $(BIN)/sprintops run
 
 crds: venv
 	$(BIN)/sprintops crds -o crds/sprintrelease.yaml

@@ -92,3 +92,15 @@ def test_canonical_example_parses_and_is_the_shared_one() -> None:
     if not SHARED_EXAMPLE.exists():
         pytest.skip(f"{SHARED_EXAMPLE} is not beside this checkout")
     assert (REPO / "examples/sprintrelease.yaml").read_bytes() == SHARED_EXAMPLE.read_bytes()
+
+
+def test_readme_reference_is_generated_from_the_models() -> None:
+    from sprintops import reference
+
+    readme = (REPO / "README.md").read_text()
+    assert reference.START in readme, "README has no generated reference section"
+    assert reference.update(readme) == readme, "README reference drifted: run `make crds`"
+    assert (
+        "`spec.traffic.steps`" in readme
+        and "spec.traffic.steps must be strictly increasing" in readme
+    )

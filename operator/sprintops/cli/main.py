@@ -17,13 +17,18 @@ def repo_root() -> Path:
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from sprintops import crd
+    from sprintops import crd, reference
 
     text = crd.render()
     if args.output == "-":
         sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text)
+        return 0
+    Path(args.output).write_text(text)
+    # The chart ships the same CRD, and the README its reference.
+    root = repo_root()
+    (root / "charts/sprintops/crds/sprintrelease.yaml").write_text(text)
+    readme = root / "README.md"
+    readme.write_text(reference.update(readme.read_text()))
     return 0
 
 
