@@ -22,7 +22,7 @@ Invariants (tested with hypothesis in tests/unit/test_plan_properties.py):
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sprintops.api import (
@@ -76,6 +76,10 @@ class Observations:
     checks: tuple[CheckOutcome, ...] | None = None
     # Manual requests from the object's annotations.
     requests: Controls = field(default_factory=Controls)
+    # A VirtualService copy found with other weights than the step's (someone edited it).
+    drift: str | None = None
+    # An error that retrying cannot fix (Route 53 rejected the change batch, say).
+    fatal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class Plan:
 
 
 def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    if obs.fatal is not None and status.phase not in TERMINAL_PHASES:
+        return _fatal(spec, status, obs, obs.fatal)
     if obs.blocker is not None:
         return _blocked(status, obs)
     if status.phase in TERMINAL_PHASES:
@@ -235,6 +241,11 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     steps = spec.traffic.steps
     index = status.step_index or 0
     want = status.weights or Weights.split(target, steps[index])
+    if obs.drift is not None:
+        # Restore the recorded step rather than adopt an edit nobody planned.
+        why = f"{obs.drift}; restoring {_fmt(want)}"
+        drifted = status.model_copy(update={"message": why})
+        return Plan(drifted, (Emit("Warning", "DriftCorrected", why), SetWeights(want)), 0)
     if obs.applied != want:
         return Plan(status, (SetWeights(want),), 0)
     step_started = status.step_started_at
@@ -409,6 +420,21 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
         }
     )
     return Plan(resumed, (Emit("Normal", "Resumed", why),), seconds(spec.analysis.interval))
+
+
+def _fatal(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, why: str
+) -> Plan:
+    """Nothing to retry: before any step took traffic the release fails where it stands;
+    after, traffic goes back to the previous cluster."""
+    if status.steps and status.phase in ("Progressing", "Paused"):
+        return _rollback(status, obs, why, "Rejected")
+    if status.phase == "RollingBack":
+        return _blocked(status, replace(obs, blocker=why))
+    target = status.target_cluster or parity_cluster(spec.sprint)
+    status = status.model_copy(update={"target_cluster": target, "previous_cluster": other(target)})
+    failed = _transition(status, obs, "Failed", why, "Rejected")
+    return Plan(failed, (Emit("Warning", "Rejected", why),))
 
 
 def _abort(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:

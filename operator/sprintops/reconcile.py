@@ -38,6 +38,10 @@ from sprintops.traffic.route53 import Route53Pairs, WeightError
 
 log = logging.getLogger("sprintops.rollout")
 
+# Route 53 answers that no retry can change: the release cannot go on.
+PERMANENT_ROUTE53 = frozenset(
+    {"InvalidChangeBatch", "InvalidInput", "NoSuchHostedZone", "AccessDenied", "InvalidArgument"}
+)
 # Failures of the outside world that hold a release (and say why) instead of crashing it.
 HOLDING_ERRORS = (ClusterError, IstioError, WeightError, BotoCoreError, ClientError, ApiException)
 EmitFn = Callable[[dict[str, Any], Emit], None]
@@ -55,6 +59,7 @@ class Runtime:
     min_query_range: float = 10.0
     applied: dict[str, Weights] = field(default_factory=dict)
     action_errors: dict[str, str] = field(default_factory=dict)
+    fatal_errors: dict[str, str] = field(default_factory=dict)
     last_written: dict[str, str] = field(default_factory=dict)
 
 
@@ -101,7 +106,11 @@ class Reconciler:
             try:
                 await self._act(obj, spec, result.status, action)
             except HOLDING_ERRORS as exc:
-                self.rt.action_errors[uid] = describe(exc)
+                permanent = (
+                    isinstance(exc, ClientError)
+                    and exc.response.get("Error", {}).get("Code") in PERMANENT_ROUTE53
+                )
+                (self.rt.fatal_errors if permanent else self.rt.action_errors)[uid] = describe(exc)
                 log.warning(
                     "action failed release=%s/%s action=%s error=%s",
                     namespace,
@@ -128,6 +137,7 @@ class Reconciler:
             "applied": self.rt.applied.get(uid),
             # An action error is reported once; the next plan retries the action.
             "blocker": self.rt.action_errors.pop(uid, None),
+            "fatal": self.rt.fatal_errors.pop(uid, None),
         }
         namespace = obj["metadata"]["namespace"]
         facts["requests"] = requests_of(obj)
@@ -139,6 +149,7 @@ class Reconciler:
                 workload = await self._workload(spec, namespace, status.target_cluster)
                 facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
             elif status.target_cluster and checks_due(spec, status, now):
+                facts["drift"] = await asyncio.to_thread(self._drift, spec, namespace, status)
                 workload = await self._workload(spec, namespace, status.target_cluster)
                 facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
                 facts["checks"] = tuple(
@@ -158,6 +169,22 @@ class Reconciler:
         except HOLDING_ERRORS as exc:
             facts["blocker"] = describe(exc)
         return Observations(**facts)
+
+    def _drift(
+        self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
+    ) -> str | None:
+        """Every VirtualService copy must still carry the step's weights (cheap reads,
+        once per check round; Route 53 is not re-read, to spare its API budget)."""
+        istio = spec.traffic.istio
+        for cluster in istio.clusters:
+            vs = VirtualServices(self.rt.secrets.for_cluster(spec, namespace, cluster), cluster)
+            found = vs.check(istio)
+            if status.weights is not None and found != status.weights:
+                return (
+                    f"drift: VirtualService in {cluster} had even={found.even} odd={found.odd}, "
+                    f"not the step's even={status.weights.even} odd={status.weights.odd}"
+                )
+        return None
 
     def _prometheus(self, spec: SprintReleaseSpec) -> str:
         own = spec.analysis.prometheus

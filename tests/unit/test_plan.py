@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from sprintops.api import Controls, SprintReleaseStatus, Weights
 from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan
@@ -346,3 +347,33 @@ def test_spec_change_after_success_is_only_acknowledged() -> None:
     result = plan(world.spec, world.status, world.observe())
     assert result.status.phase == "Succeeded" and result.status.observed_generation == 2
     assert not any(isinstance(a, (SetWeights, Deploy)) for a in result.actions)
+
+
+def test_drifted_virtual_service_is_restored_and_said() -> None:
+    world = World(canonical_spec())
+    _run_until(world, {"Progressing"})
+    world.now += dt.timedelta(seconds=1)
+    world.reconcile()
+    obs = replace(world.observe(), drift="drift: VirtualService in odd had even=0 odd=100")
+    result = plan(world.spec, world.status, obs)
+    assert result.actions[-1] == SetWeights(world.status.weights)  # type: ignore[arg-type]
+    assert result.actions[0].reason == "DriftCorrected"  # type: ignore[union-attr]
+    assert "restoring even=10 odd=90" in (result.status.message or "")
+
+
+def test_rejected_change_batch_fails_before_traffic_moves_and_rolls_back_after() -> None:
+    world = World(canonical_spec())
+    _run_until(world, {"Progressing"})
+    rejected = "Route 53 ChangeResourceRecordSets: InvalidChangeBatch: bad"
+    first = plan(
+        world.spec,
+        world.status.model_copy(update={"steps": []}),
+        replace(world.observe(), fatal=rejected),
+    )
+    assert first.status.phase == "Failed" and first.status.message == rejected
+    assert not any(isinstance(a, SetWeights) for a in first.actions)
+    while world.status.step != "2/3":
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    later = plan(world.spec, world.status, replace(world.observe(), fatal=rejected))
+    assert later.status.phase == "RollingBack"
+    assert later.actions[-1] == SetWeights(Weights(even=0, odd=100))

@@ -1,0 +1,144 @@
+"""Fault injection: a throttling, slow Route 53; rejected batches; hand edits; garbage Secrets."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sprintops import api
+from sprintops.api import SprintReleaseSpec, Weights
+from sprintops.localenv import environment
+from sprintops.localenv.faultproxy import FaultProxy
+from sprintops.localenv.invariants import InvariantWatcher, Watched
+from sprintops.localenv.operator_process import OperatorProcess
+from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of, with_weights
+from tests.integration.conftest import Env, Operator, wait_phase, wait_status
+
+ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
+ODD_LIVE = Weights(even=0, odd=100)
+
+
+@pytest.fixture
+def proxy(env: Env, operator: Operator) -> Iterator[FaultProxy]:
+    """An operator whose Route 53 is the fault proxy; the shared operator steps aside."""
+    with FaultProxy(env.state.route53_url) as fp:
+        variables = {
+            **environment.environment_variables(env.layout, env.state),
+            "AWS_ENDPOINT_URL_ROUTE_53": fp.url,
+        }
+        proxied = OperatorProcess(variables, env.layout.root / "logs" / "operator-faults.log")
+        operator.stop()
+        proxied.start()
+        try:
+            yield fp
+        finally:
+            proxied.stop()
+            operator.start()
+
+
+def test_throttling_and_pending_changes_are_ridden_out(
+    env: Env, proxy: FaultProxy, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("throttled", analysis__bakeTime="4s")
+    name = doc["metadata"]["name"]
+    proxy.faults.error_ratio = 0.5
+    proxy.faults.errors_until = time.monotonic() + 30
+    proxy.faults.pending_seconds = 10
+    with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
+        env.create(doc)
+        obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=240)
+    status = obj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert [s["weight"] for s in status["steps"]] == [10, 50, 100]  # each step once, in order
+    assert not watcher.violations, watcher.violations
+    assert proxy.stats.injected["Throttling"] > 0, proxy.stats
+    assert proxy.stats.injected["PENDING"] >= 3, proxy.stats  # every step waited for INSYNC
+    # Bounded retries: each change batch went out a handful of times, not hundreds.
+    assert proxy.stats.by_operation["ChangeResourceRecordSets"] < 3 * 9, proxy.stats
+
+
+def test_rejected_change_batch_fails_clearly_and_leaves_traffic(
+    env: Env, proxy: FaultProxy, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("rejected")
+    proxy.faults.reject_changes = "InvalidChangeBatch"
+    before = env.traffic(spec)
+    env.create(doc)
+    obj = wait_phase(env, doc["metadata"]["name"], set(api.TERMINAL_PHASES), timeout=60)
+    assert obj["status"]["phase"] == "Failed", obj["status"]
+    assert "InvalidChangeBatch" in obj["status"]["message"]
+    assert env.traffic(spec) == before == (ODD_LIVE, {"even": ODD_LIVE, "odd": ODD_LIVE})
+
+
+def test_hand_edited_virtual_service_is_restored(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("drift", analysis__bakeTime="30s")
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    ref = spec.traffic.istio.virtual_service
+    custom = env.custom("odd")
+    vs = custom.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, PLURAL, ref.name)
+    custom.replace_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        ref.namespace,
+        PLURAL,
+        ref.name,
+        with_weights(vs, spec.traffic.istio, ODD_LIVE),
+    )
+    status = wait_status(env, name, lambda s: "drift" in (s.get("message") or ""), 20)
+    assert "VirtualService in odd had even=0 odd=100" in status["message"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        vs = custom.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, PLURAL, ref.name)
+        if weights_of(vs, spec.traffic.istio) == Weights(even=10, odd=90):
+            break
+        time.sleep(0.2)
+    assert weights_of(vs, spec.traffic.istio) == Weights(even=10, odd=90)
+    assert env.status(name)["stepIndex"] == 0  # restored the step, did not move on
+
+
+def test_garbage_kubeconfig_is_reported_and_never_leaked(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    canary = "CANARY-do-not-log-7f3a9c"
+    garbage = (
+        f"apiVersion: v1\nclusters: [{{name: x, cluster: {{server: '{canary}', token: {canary}}}}}]\n"
+        f"users: {canary}\n"
+    )
+    env.core("mgmt").create_namespaced_secret(
+        "releases",
+        {
+            "metadata": {"name": "cluster-garbage"},
+            "data": {"kubeconfig": base64.b64encode(garbage.encode()).decode()},
+        },
+    )
+    try:
+        doc, spec = release_of(
+            "garbage", clusters__even__kubeconfigSecretRef__name="cluster-garbage"
+        )
+        before = env.traffic(spec)
+        env.create(doc)
+        name = doc["metadata"]["name"]
+        status = wait_status(
+            env, name, lambda s: "usable kubeconfig" in (s.get("message") or ""), 30
+        )
+        assert status["message"].startswith(
+            "Secret releases/cluster-garbage key 'kubeconfig' does not hold a usable kubeconfig"
+        )
+        time.sleep(2)
+        assert env.traffic(spec) == before
+        events = env.core("mgmt").list_namespaced_event("releases").items
+        assert not any(canary in (e.message or "") for e in events)
+        assert canary not in str(env.status(name))
+        log = (env.layout.root / "logs" / "operator-tests.log").read_text()
+        assert "cluster-garbage" in log  # the failure is logged...
+        assert canary not in log  # ...without the Secret's content
+    finally:
+        env.core("mgmt").delete_namespaced_secret("cluster-garbage", "releases")
