@@ -109,7 +109,8 @@ def test_garbage_kubeconfig_is_reported_and_never_leaked(
 ) -> None:
     canary = "CANARY-do-not-log-7f3a9c"
     garbage = (
-        f"apiVersion: v1\nclusters: [{{name: x, cluster: {{server: '{canary}', token: {canary}}}}}]\n"
+        "apiVersion: v1\n"
+        f"clusters: [{{name: x, cluster: {{server: '{canary}', token: {canary}}}}}]\n"
         f"users: {canary}\n"
     )
     env.core("mgmt").create_namespaced_secret(
