@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image
+.PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos
 
 help:
 	@echo "make demo      local environment + operator + the canonical release, live"
@@ -68,6 +68,10 @@ demo: venv prometheus binaries
 
 clean: env-down
 	rm -rf $(VENV)
+
+# 20 releases, 30+ SIGKILLs each run, three seeds; exits non-zero on any violation.
+chaos: venv prometheus binaries
+	$(BIN)/sprintops chaos --seed 1 --seed 2 --seed 3
 
 # Needs a Docker engine (not available on every machine); see hack/kind/e2e.sh.
 kind-e2e: venv

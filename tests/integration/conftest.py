@@ -5,7 +5,6 @@ An environment the tests started is stopped at the end; one that was running is 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -21,7 +20,7 @@ from kubernetes import client
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import environment, seed
+from sprintops.localenv import environment, fleet
 from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs, make_client
@@ -123,24 +122,9 @@ def release_of(
     created: list[str] = []
 
     def make(service: str, **spec_changes: Any) -> tuple[dict, SprintReleaseSpec]:
-        doc = copy.deepcopy(canonical_doc)
-        doc["metadata"]["name"] = f"{service}-sprint-42"
-        s = doc["spec"]
-        s["service"]["name"] = service
-        s["traffic"]["route53"]["recordName"] = f"{service}.sprintops.test."
-        s["traffic"]["istio"]["virtualService"]["name"] = service
-        for dest in s["traffic"]["istio"]["destinations"].values():
-            dest["host"] = f"{service}.documents.svc.cluster.local"
-        for dotted, value in spec_changes.items():
-            *parents, leaf = dotted.split("__")
-            node = s
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-        spec = SprintReleaseSpec.model_validate(s)
+        doc = fleet.release_doc(canonical_doc, service, **spec_changes)
         delete_release(env, doc["metadata"]["name"])
-        seed.service_baseline({c: env.apis[c] for c in ("even", "odd")}, spec, "odd")
-        environment.simulate(env.layout, spec)
+        spec = fleet.prepare(env.layout, env.apis, doc)
         created.append(doc["metadata"]["name"])
         return doc, spec
 

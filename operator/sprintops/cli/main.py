@@ -82,6 +82,20 @@ def _demo(_args: argparse.Namespace) -> int:
     return demo.run(repo_root())
 
 
+def _chaos(args: argparse.Namespace) -> int:
+    from sprintops.localenv import chaos, environment
+
+    layout = environment.Layout(repo_root())
+    failed = False
+    for seed in args.seed:
+        report = chaos.run(layout, seed=seed, releases=args.releases, kills=args.kills)
+        print(report.summary(), flush=True)
+        for line in report.violations[:20] + report.stuck + report.wrong:
+            print(f"  {line}")
+        failed |= not report.ok
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprintops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     demo = sub.add_parser("demo", help="local environment + operator + the canonical release")
     demo.set_defaults(func=_demo)
+    chaos = sub.add_parser("chaos", help="releases under random SIGKILLs, invariants watched")
+    chaos.add_argument("--seed", type=int, action="append", required=True)
+    chaos.add_argument("--releases", type=int, default=20)
+    chaos.add_argument("--kills", type=int, default=30)
+    chaos.set_defaults(func=_chaos)
     env = sub.add_parser("env", help="the local environment (control plane, Route 53, Prometheus)")
     env.add_argument("action", choices=["up", "down", "status"])
     env.set_defaults(func=_env)

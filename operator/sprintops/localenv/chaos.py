@@ -1,0 +1,169 @@
+"""`make chaos`: many releases, the operator SIGKILLed at seeded random moments, and an
+independent watcher asserting the invariants at every sample.
+
+Healthy releases must end Succeeded with all traffic on the new cluster; unhealthy ones
+(error rate 0.2 in the simulator) RolledBack with all traffic on the previous one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from sprintops import api
+from sprintops.api import SprintReleaseStatus, Weights
+from sprintops.kube import client_from_kubeconfig, merge_patch, object_path
+from sprintops.localenv import environment, fleet
+from sprintops.localenv.invariants import InvariantWatcher, Watched
+from sprintops.localenv.operator_process import OperatorProcess
+from sprintops.traffic.route53 import Route53Pairs
+
+NS = "releases"
+
+
+@dataclass
+class Report:
+    seed: int
+    releases: int
+    kills: int = 0
+    samples: int = 0
+    violations: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.violations or self.stuck or self.wrong)
+
+    def summary(self) -> str:
+        return (
+            f"chaos seed={self.seed} releases={self.releases} kills={self.kills} "
+            f"samples={self.samples} violations={len(self.violations)} stuck={len(self.stuck)} "
+            f"wrong_outcome={len(self.wrong)} seconds={self.seconds:.0f}"
+        )
+
+
+def run(
+    layout: environment.Layout,
+    *,
+    seed: int,
+    releases: int = 20,
+    kills: int = 30,
+    unhealthy_every: int = 3,
+    timeout: float = 600.0,
+    prefix: str = "chaos",
+) -> Report:
+    rng = random.Random(seed)  # noqa: S311 - reproducible chaos, not crypto
+    state = environment.up(layout, say=lambda _m: None)
+    variables = environment.environment_variables(layout, state)
+    apis = {
+        c: client_from_kubeconfig(layout.kubeconfig.read_text(), c) for c in ("mgmt", "even", "odd")
+    }
+    custom = client.CustomObjectsApi(apis["mgmt"])
+    base = fleet.canonical_doc(layout.repo)
+    docs, watched, unhealthy = [], [], set()
+    for i in range(releases):
+        service = f"{prefix}-{seed}-{i}"
+        doc = fleet.release_doc(
+            base,
+            service,
+            analysis__interval="1s",
+            analysis__bakeTime="4s",
+            idle__scaleDownAfter="1h",
+        )
+        if i % unhealthy_every == unhealthy_every - 1:
+            doc["spec"]["service"]["template"]["metadata"]["annotations"][fleet.ERROR_RATE] = "0.2"
+            unhealthy.add(doc["metadata"]["name"])
+        _delete(custom, doc["metadata"]["name"])
+        spec = fleet.prepare(layout, apis, doc)
+        docs.append(doc)
+        watched.append(Watched(NS, doc["metadata"]["name"], spec))
+    report = Report(seed=seed, releases=releases)
+    operator = OperatorProcess(variables, layout.root / "logs" / f"operator-chaos-{seed}.log")
+    started = time.monotonic()
+    operator.start()
+    try:
+        with InvariantWatcher(apis, watched, period=0.2) as watcher:
+            for doc in docs:
+                custom.create_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, doc)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                time.sleep(rng.uniform(0.3, 2.5))
+                done = _terminal(custom, docs)
+                if len(done) == len(docs):
+                    break
+                if report.kills < kills:
+                    operator.kill()
+                    report.kills += 1
+                    time.sleep(rng.uniform(0.0, 1.0))
+                    operator.start()
+            report.samples = watcher.samples
+            report.violations = list(watcher.violations)
+        statuses = _terminal(custom, docs)
+        for doc in docs:
+            name = doc["metadata"]["name"]
+            if name not in statuses:
+                report.stuck.append(name)
+                continue
+            _judge(report, name, statuses[name], name in unhealthy, watched)
+    finally:
+        operator.stop()
+        report.seconds = time.monotonic() - started
+        for doc in docs:
+            _delete(custom, doc["metadata"]["name"], wait=False)
+    return report
+
+
+def _judge(
+    report: Report,
+    name: str,
+    status: SprintReleaseStatus,
+    unhealthy: bool,
+    watched: list[Watched],
+) -> None:
+    spec = next(w.spec for w in watched if w.name == name)
+    want_phase, want = ("RolledBack", Weights.split("odd", 100))
+    if not unhealthy:
+        want_phase, want = "Succeeded", Weights.split("even", 100)
+    actual = Route53Pairs().read(spec.traffic.route53)
+    if status.phase != want_phase or actual != want:
+        report.wrong.append(
+            f"{name}: {status.phase} with Route 53 {actual}, want {want_phase} with {want}"
+        )
+
+
+def _terminal(
+    custom: client.CustomObjectsApi, docs: list[dict[str, Any]]
+) -> dict[str, SprintReleaseStatus]:
+    items = custom.list_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL)["items"]
+    names = {d["metadata"]["name"] for d in docs}
+    out = {}
+    for obj in items:
+        status = SprintReleaseStatus.model_validate(obj.get("status") or {})
+        if obj["metadata"]["name"] in names and status.phase in api.TERMINAL_PHASES:
+            out[obj["metadata"]["name"]] = status
+    return out
+
+
+def _delete(custom: client.CustomObjectsApi, name: str, wait: bool = True) -> None:
+    """Removes a release left by an earlier run (finalizer included: no operator may run)."""
+    path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, NS, name)
+    try:
+        merge_patch(custom.api_client, path, {"metadata": {"finalizers": None}})
+        custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    while wait:
+        try:
+            custom.get_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.1)

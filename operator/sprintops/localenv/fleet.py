@@ -1,0 +1,53 @@
+"""Releases of services of their own, derived from the canonical one: for tests, chaos, bench.
+
+Each service gets its own record pair (`<service>.sprintops.test.`), VirtualService and
+Deployments, reset to the baseline (sprint 41 live in odd), and joins the traffic simulator.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from sprintops.api import SprintReleaseSpec
+from sprintops.localenv import environment, seed
+
+ERROR_RATE = "sim.sprintops.io/error-rate"
+
+
+def canonical_doc(repo: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((repo / "examples/sprintrelease.yaml").read_text())
+    return doc
+
+
+def release_doc(base: dict[str, Any], service: str, **changes: Any) -> dict[str, Any]:
+    """`changes` are spec paths with `__` for dots, e.g. analysis__bakeTime="2s"."""
+    doc = copy.deepcopy(base)
+    doc["metadata"]["name"] = f"{service}-sprint-{doc['spec']['sprint']}"
+    s = doc["spec"]
+    s["service"]["name"] = service
+    s["traffic"]["route53"]["recordName"] = f"{service}.sprintops.test."
+    s["traffic"]["istio"]["virtualService"]["name"] = service
+    for dest in s["traffic"]["istio"]["destinations"].values():
+        dest["host"] = f"{service}.documents.svc.cluster.local"
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = s
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return doc
+
+
+def prepare(
+    layout: environment.Layout, apis: dict[str, client.ApiClient], doc: dict[str, Any]
+) -> SprintReleaseSpec:
+    """Resets the release's service to the baseline and has the simulator serve it."""
+    spec = SprintReleaseSpec.model_validate(doc["spec"])
+    seed.service_baseline({c: apis[c] for c in ("even", "odd")}, spec, "odd")
+    environment.simulate(layout, spec)
+    return spec
