@@ -99,8 +99,14 @@ def competitor(index: kopf.Index[tuple[str, str], Entry], body: kopf.Body) -> st
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def wake(*, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Any change by someone else (spec, annotations) gets a look right away."""
+def wake(*, body: kopf.Body, memo: Any, type: str | None, **_: Any) -> None:
+    """Any change by someone else (spec, annotations) gets a look right away.
+
+    An event handler, not create/update/delete ones: those make kopf store the whole last
+    spec in an annotation, which a large pod template would push past the 256 KB limit."""
+    if type == "DELETED":
+        metrics.forget(body.metadata.namespace or "", body.metadata.name or "")
+        return
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None and runtime.last_written.get(body.metadata.uid) == body.metadata.get(
         "resourceVersion"
@@ -109,11 +115,6 @@ def wake(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     event: asyncio.Event | None = memo.get("wake")
     if event is not None:
         event.set()
-
-
-@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, optional=True)
-def deleted(*, name: str, namespace: str | None, **_: Any) -> None:
-    metrics.forget(namespace or "", name)
 
 
 def post_event(obj: dict[str, Any], emit: Emit) -> None:

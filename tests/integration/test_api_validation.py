@@ -342,3 +342,20 @@ def test_status_fields_are_kept(env: Env, canonical_doc: Doc) -> None:
         assert stored["status"]["analysis"][0]["threshold"] == ">= 99"
     finally:
         env.custom().delete_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
+
+
+def test_oversized_specs_are_bounded(env: Env, canonical_doc: Doc) -> None:
+    ten = copy.deepcopy(canonical_doc)
+    ten["spec"]["traffic"]["steps"] = [5, 10, 20, 30, 40, 50, 60, 70, 80, 100]
+    assert _create(env, ten)["spec"]["traffic"]["steps"][-1] == 100
+    many = copy.deepcopy(canonical_doc)
+    many["spec"]["analysis"]["metrics"] = [
+        {"name": f"m{i}", "query": "vector(1)", "max": 2} for i in range(50)
+    ]
+    message = _rejection(env, many)
+    assert "spec.analysis.metrics" in message and "must have at most 20 items" in message
+    huge = copy.deepcopy(canonical_doc)
+    huge["spec"]["service"]["template"]["metadata"]["annotations"]["blob"] = "x" * (3 * 1024 * 1024)
+    with pytest.raises(ApiException) as info:
+        _create(env, huge)
+    assert info.value.status in (413, 422), info.value.status

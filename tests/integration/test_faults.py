@@ -143,3 +143,22 @@ def test_garbage_kubeconfig_is_reported_and_never_leaked(
         assert canary not in log  # ...without the Secret's content
     finally:
         env.core("mgmt").delete_namespaced_secret("cluster-garbage", "releases")
+
+
+def test_oversized_template_is_refused_by_the_cluster_and_the_operator_lives(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("big-template")
+    # Fits the mgmt apiserver, but no cluster accepts 300 KB of pod annotations.
+    doc["spec"]["service"]["template"]["metadata"]["annotations"]["blob"] = "x" * 300_000
+    before = env.traffic(spec)
+    env.create(doc)
+    status = wait_status(
+        env, doc["metadata"]["name"], lambda s: "HTTP 422" in (s.get("message") or ""), 30
+    )
+    assert status["message"].startswith("cannot apply the Deployment in cluster even: HTTP 422")
+    assert env.traffic(spec) == before
+    assert operator.proc is not None and operator.proc.poll() is None  # still running
+    small, _ = release_of("after-big", analysis__bakeTime="2s")
+    env.create(small)
+    assert wait_phase(env, small["metadata"]["name"], {"Succeeded"}, timeout=60)

@@ -46,15 +46,33 @@ events = st.lists(
 )
 
 
+inputs = {
+    "steps": steps_strategy,
+    "sprint": st.integers(0, 1000),
+    "bake": durations,
+    "available_after": st.floats(0, 120),
+    "history": events,
+}
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    steps=steps_strategy,
-    sprint=st.integers(0, 1000),
-    bake=durations,
-    available_after=st.floats(0, 120),
-    history=events,
-)
+@given(**inputs)
 def test_invariants_hold_under_any_sequence(
+    steps: list[int], sprint: int, bake: str, available_after: float, history: list[str]
+) -> None:
+    check_sequence(steps, sprint, bake, available_after, history)
+
+
+@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(**inputs)
+def test_fuzz_10000_sequences(
+    steps: list[int], sprint: int, bake: str, available_after: float, history: list[str]
+) -> None:
+    """The same property, 10,000 examples: the plan never raises, never breaks an invariant."""
+    check_sequence(steps, sprint, bake, available_after, history)
+
+
+def check_sequence(
     steps: list[int], sprint: int, bake: str, available_after: float, history: list[str]
 ) -> None:
     spec = canonical_spec(
