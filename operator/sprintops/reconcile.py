@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sprintops import api, controls, metrics
 from sprintops.api import Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
-from sprintops.clusters import ClusterError, KubeconfigSecrets, Workload
+from sprintops.clusters import ClusterError, KubeconfigSecrets, Workload, translated
 from sprintops.durations import parse_timestamp, seconds
 from sprintops.health.prometheus import run_checks
 from sprintops.kube import merge_patch, object_path
@@ -178,7 +178,8 @@ class Reconciler:
         istio = spec.traffic.istio
         for cluster in istio.clusters:
             vs = VirtualServices(self.rt.secrets.for_cluster(spec, namespace, cluster), cluster)
-            found = vs.check(istio)
+            with translated(f"cannot read the VirtualService in cluster {cluster}"):
+                found = vs.check(istio)
             if status.weights is not None and found != status.weights:
                 return (
                     f"drift: VirtualService in {cluster} had even={found.even} odd={found.odd}, "
@@ -226,10 +227,12 @@ class Reconciler:
             for c in istio.clusters
         ]
         for vs in copies:
-            vs.check(istio)
+            with translated(f"cannot read the VirtualService in cluster {vs.cluster}"):
+                vs.check(istio)
         self.rt.route53.wait_insync(self.rt.route53.write(spec.traffic.route53, weights))
         for vs in copies:
-            vs.set(istio, weights)
+            with translated(f"cannot update the VirtualService in cluster {vs.cluster}"):
+                vs.set(istio, weights)
 
     # --- the mgmt cluster
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -162,3 +162,44 @@ def test_oversized_template_is_refused_by_the_cluster_and_the_operator_lives(
     small, _ = release_of("after-big", analysis__bakeTime="2s")
     env.create(small)
     assert wait_phase(env, small["metadata"]["name"], {"Succeeded"}, timeout=60)
+
+
+def test_target_apiserver_down_for_30s_holds_then_continues(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("apiserver-down", analysis__bakeTime="6s")
+    name = doc["metadata"]["name"]
+    with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
+        env.create(doc)
+        wait_status(
+            env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60
+        )
+        environment.stop_apiserver(env.state, "even")
+        try:
+            held = wait_status(env, name, lambda s: "cluster even" in (s.get("message") or ""), 30)
+            time.sleep(30 - 1)
+            during = env.status(name)
+            assert during["stepIndex"] == 0 and during["phase"] == "Progressing", during
+            assert env.route53().read(spec.traffic.route53) == Weights(even=10, odd=90)
+        finally:
+            environment.start_apiserver(env.layout, env.state, "even")
+        obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=120)
+    assert "unreachable" in held["message"] or "cannot" in held["message"], held["message"]
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert not watcher.violations, watcher.violations
+
+
+def test_mgmt_apiserver_restart_is_survived(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, _ = release_of("mgmt-restart", analysis__bakeTime="6s")
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    environment.stop_apiserver(env.state, "mgmt")
+    time.sleep(5)
+    environment.start_apiserver(env.layout, env.state, "mgmt")
+    obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=120)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert [s["weight"] for s in obj["status"]["steps"]] == [10, 50, 100]
+    assert operator.proc is not None and operator.proc.poll() is None  # reconnected, not restarted

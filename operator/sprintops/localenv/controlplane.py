@@ -158,8 +158,11 @@ class ControlPlane:
         wait_for("etcd", ready, 30, pid=pid, log=log)
         return pid, port
 
-    def start_apiserver(self, cluster: str, etcd_port: int) -> tuple[int, int]:
-        port = free_port()
+    def start_apiserver(
+        self, cluster: str, etcd_port: int, port: int | None = None
+    ) -> tuple[int, int]:
+        """Starts (or, with `port`, restarts on the same address) one cluster's apiserver."""
+        port = port or free_port()
         c = self.creds
         pid = spawn(
             [

@@ -53,6 +53,8 @@ class State:
     prometheus_url: str = ""
     simulator_port: int = 0
     bin_dir: str = ""
+    etcd_port: int = 0
+    bins: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,9 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     creds = Credentials.create(layout.root / "certs")
     plane = ControlPlane(layout.root, bins, creds)
     step("starting etcd")
+    state.bins = {name: str(path) for name, path in bins.items()}
     state.pids["etcd"], etcd_port = plane.start_etcd()
+    state.etcd_port = etcd_port
     ports: dict[str, int] = {}
     for cluster in CLUSTERS:
         state.pids[f"apiserver-{cluster}"], ports[cluster] = plane.start_apiserver(
@@ -262,6 +266,22 @@ def start_prometheus(layout: Layout, state: State) -> None:
         pid=state.pids["prometheus"],
         log=log,
     )
+
+
+def stop_apiserver(state: State, cluster: str) -> None:
+    """For tests of an unreachable cluster: the apiserver dies, its state stays in etcd."""
+    stop(state.pids[f"apiserver-{cluster}"])
+
+
+def start_apiserver(layout: Layout, state: State, cluster: str) -> None:
+    """Restarts a stopped apiserver on its old address, so every kubeconfig still works."""
+    bins = {name: Path(path) for name, path in state.bins.items()}
+    plane = ControlPlane(layout.root, bins, Credentials.load(layout.root / "certs"))
+    port = int(state.servers[cluster].rsplit(":", 1)[1])
+    pid, _ = plane.start_apiserver(cluster, state.etcd_port, port=port)
+    state.pids[f"apiserver-{cluster}"] = pid
+    layout.save(state)
+    plane.wait_apiserver(cluster, pid, port)
 
 
 def stop_prometheus(state: State) -> None:
