@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -66,7 +67,7 @@ class InvariantWatcher:
             for release in self.releases:
                 try:
                     self.sample(release)
-                except (ApiException, OSError) as exc:
+                except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
                     # The world may be mid-restart (that is what chaos tests do); not a violation.
                     self.errors += 1
                     if self.errors > 1000:
