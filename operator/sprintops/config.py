@@ -25,6 +25,10 @@ class Config:
     metrics_port: int = field(
         default_factory=lambda: int(os.environ.get("SPRINTOPS_METRICS_PORT", "8080"))
     )
+    # Seconds a replica's peering record is honoured without a refresh (failover time).
+    peering_lifetime: int = field(
+        default_factory=lambda: int(os.environ.get("SPRINTOPS_PEERING_LIFETIME", "60"))
+    )
     # Shortest rate() window of the built-in checks, in seconds (a few scrape intervals).
     min_query_range: float = field(
         default_factory=lambda: float(os.environ.get("SPRINTOPS_MIN_QUERY_RANGE", "10"))

@@ -44,6 +44,8 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
+    # With several replicas, how soon a dead leader's peering record stops counting.
+    settings.peering.lifetime = config.peering_lifetime
     # Blocking clients run in threads; the default pool (cores + 4) is too small for a fleet.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     mgmt = mgmt_client()

@@ -8,14 +8,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes import client
 
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
-from sprintops.localenv import environment
+from sprintops.kube import apply
+from sprintops.localenv import environment, seed
 from sprintops.localenv.faultproxy import FaultProxy
 from sprintops.localenv.invariants import InvariantWatcher, Watched
 from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of, with_weights
+from tests.conftest import REPO
 from tests.integration.conftest import Env, Operator, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
@@ -203,3 +207,72 @@ def test_mgmt_apiserver_restart_is_survived(
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert [s["weight"] for s in obj["status"]["steps"]] == [10, 50, 100]
     assert operator.proc is not None and operator.proc.poll() is None  # reconnected, not restarted
+
+
+def test_two_replicas_only_one_acts_and_failover_continues(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    peering = REPO / "charts/sprintops/crds/kopf-peering.yaml"
+    for crd in yaml.safe_load_all(peering.read_text()):
+        apply(env.apis["mgmt"], crd)
+    seed.wait_established(
+        env.apis["mgmt"], ["clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"]
+    )
+    if not _exists(env):
+        env.custom().create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": "sprintops-ha"},
+            },
+        )
+    variables = {
+        **environment.environment_variables(env.layout, env.state),
+        "SPRINTOPS_PEERING_LIFETIME": "8",
+    }
+    logs = env.layout.root / "logs"
+    leader = OperatorProcess(
+        variables, logs / "operator-leader.log", "--peering", "sprintops-ha", "--priority", "200"
+    )
+    standby = OperatorProcess(
+        variables, logs / "operator-standby.log", "--peering", "sprintops-ha", "--priority", "100"
+    )
+    doc, spec = release_of("peered", analysis__bakeTime="6s")
+    name = doc["metadata"]["name"]
+    operator.stop()
+    leader.start()
+    standby.start()
+    try:
+        time.sleep(5)  # both peers see each other
+        with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
+            env.create(doc)
+            wait_status(
+                env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60
+            )
+            acted = f"release=releases/{name}"
+            assert acted in leader.log.read_text()
+            assert acted not in standby.log.read_text()  # the standby only watched
+            leader.kill()
+            obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=120)
+        assert obj["status"]["phase"] == "Succeeded", obj["status"]
+        assert acted in standby.log.read_text()  # the standby took over
+        assert not watcher.violations, watcher.violations
+    finally:
+        leader.stop()
+        standby.stop()
+        operator.start()
+
+
+def _exists(env: Env) -> bool:
+    try:
+        env.custom().get_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", "sprintops-ha"
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True

@@ -67,7 +67,10 @@ def _run(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
     kopf.run(
-        standalone=True,
+        # One replica (the chart's Recreate) needs no peering; several elect one by priority.
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
         namespaces=config.namespaces,
         clusterwide=not config.namespaces,
         liveness_endpoint=args.liveness,
@@ -112,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prometheus-url", help="default Prometheus (env SPRINTOPS_PROMETHEUS_URL)")
     run.add_argument("--workers", type=int, help="threads for blocking API calls (default 32)")
     run.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--peering",
+        help="kopf peering name, for several replicas: only the highest --priority one acts",
+    )
+    run.add_argument("--priority", type=int, default=0)
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
     demo = sub.add_parser("demo", help="local environment + operator + the canonical release")
