@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos
+.PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos bench
 
 help:
 	@echo "make demo      local environment + operator + the canonical release, live"
@@ -68,6 +68,10 @@ demo: venv prometheus binaries
 
 clean: env-down
 	rm -rf $(VENV)
+
+# Figures, not assertions: bench/results.json and a table.
+bench: venv prometheus binaries
+	$(BIN)/sprintops bench
 
 # 20 releases, 30+ SIGKILLs each run, three seeds; exits non-zero on any violation.
 chaos: venv prometheus binaries

@@ -99,6 +99,14 @@ def _chaos(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bench(_args: argparse.Namespace) -> int:
+    from sprintops.localenv import bench, environment
+
+    root = repo_root()
+    bench.run(environment.Layout(root), root / "bench/results.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprintops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--releases", type=int, default=20)
     chaos.add_argument("--kills", type=int, default=30)
     chaos.set_defaults(func=_chaos)
+    sub.add_parser("bench", help="measure plan throughput and step overhead").set_defaults(
+        func=_bench
+    )
     env = sub.add_parser("env", help="the local environment (control plane, Route 53, Prometheus)")
     env.add_argument("action", choices=["up", "down", "status"])
     env.set_defaults(func=_env)

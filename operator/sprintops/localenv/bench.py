@@ -1,0 +1,235 @@
+"""`make bench`: measured figures, never timed assertions. Medians and p95 over runs.
+
+Scenarios: plan_throughput (the pure core) and step_overhead (what sprintops adds to a step
+on top of the configured bake). fleet_100 and idle_1000 are not built yet and say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from rich.console import Console
+from rich.table import Table
+
+from sprintops import api
+from sprintops.api import SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.durations import parse_timestamp, seconds
+from sprintops.health.checks import CheckOutcome, threshold
+from sprintops.kube import client_from_kubeconfig
+from sprintops.localenv import environment, fleet
+from sprintops.localenv.operator_process import OperatorProcess
+from sprintops.plan import Deploy, Observations, SetWeights, TargetDeployment, checks_due, plan
+from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
+from sprintops.traffic.route53 import Route53Pairs
+
+NS = "releases"
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median": round(statistics.median(ordered), 3), "p95": round(p95, 3), "n": len(ordered)}
+
+
+# --- plan_throughput
+
+
+def realistic_states(spec: SprintReleaseSpec) -> list[tuple[SprintReleaseStatus, Observations]]:
+    """The (status, observations) pairs of a whole canonical rollout, as the operator sees them."""
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    status, applied, deployed = SprintReleaseStatus(), None, False
+    states = []
+    for _ in range(200):
+        checks = None
+        if checks_due(spec, status, now):
+            checks = tuple(
+                CheckOutcome(m.name, 1.0, threshold(m), "pass") for m in spec.analysis.metrics
+            )
+        obs = Observations(
+            now=now,
+            live=Weights(even=0, odd=100),
+            target=TargetDeployment(spec.sprint, True) if deployed else None,
+            applied=applied,
+            checks=checks,
+        )
+        states.append((status, obs))
+        result = plan(spec, status, obs)
+        status = result.status
+        for action in result.actions:
+            deployed |= isinstance(action, Deploy)
+            if isinstance(action, SetWeights):
+                applied = action.weights
+        if status.phase == "Succeeded":
+            break
+        now += dt.timedelta(seconds=result.requeue_after or 0.5)
+    return states
+
+
+def plan_throughput(repo: Path, runs: int = 5, evaluations: int = 20_000) -> dict[str, Any]:
+    spec = SprintReleaseSpec.model_validate(fleet.canonical_doc(repo)["spec"])
+    states = realistic_states(spec)
+    rates = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        for i in range(evaluations):
+            status, obs = states[i % len(states)]
+            plan(spec, status, obs)
+        rates.append(evaluations / (time.perf_counter() - started))
+    return {"evals_per_second": summary(rates), "states": len(states), "target": ">= 20000"}
+
+
+# --- step_overhead
+
+
+class StepWatcher(threading.Thread):
+    """From outside: when Route 53, every VirtualService copy and status all show a step."""
+
+    def __init__(
+        self, apis: dict[str, client.ApiClient], spec: SprintReleaseSpec, name: str
+    ) -> None:
+        super().__init__(daemon=True)
+        self.apis, self.spec, self.name = apis, spec, name
+        self.seen: dict[int, float] = {}  # step index -> wall time all three showed it
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        route53 = Route53Pairs()
+        steps = self.spec.traffic.steps
+        ref = self.spec.traffic.istio.virtual_service
+        while not self.stop.is_set():
+            w = route53.read(self.spec.traffic.route53)
+            copies = [
+                weights_of(
+                    client.CustomObjectsApi(self.apis[c]).get_namespaced_custom_object(
+                        GROUP, VERSION, ref.namespace, PLURAL, ref.name
+                    ),
+                    self.spec.traffic.istio,
+                )
+                for c in ("even", "odd")
+            ]
+            obj = client.CustomObjectsApi(self.apis["mgmt"]).get_namespaced_custom_object(
+                api.GROUP, api.VERSION, NS, api.PLURAL, self.name
+            )
+            st = SprintReleaseStatus.model_validate(obj.get("status") or {})
+            now = time.time()
+            for i, pct in enumerate(steps):
+                want = Weights.split("even", pct)
+                recorded = st.step_index is not None and st.step_index >= i and st.step_started_at
+                if i not in self.seen and w == want and all(c == want for c in copies) and recorded:
+                    self.seen[i] = now
+            time.sleep(0.01)
+
+
+def step_overhead(layout: environment.Layout, runs: int = 5) -> dict[str, Any]:
+    state = environment.up(layout, say=lambda _m: None)
+    apis = {
+        c: client_from_kubeconfig(layout.kubeconfig.read_text(), c) for c in ("mgmt", "even", "odd")
+    }
+    custom = client.CustomObjectsApi(apis["mgmt"])
+    base = fleet.canonical_doc(layout.repo)
+    interval = base["spec"]["analysis"]["interval"]
+    operator = OperatorProcess(
+        environment.environment_variables(layout, state),
+        layout.root / "logs" / "operator-bench.log",
+    )
+    operator.start()
+    inside, outside, extra = [], [], []
+    try:
+        for run in range(runs):
+            doc = fleet.release_doc(base, f"bench-step-{run}", analysis__bakeTime=interval)
+            spec = fleet.prepare(layout, apis, doc)
+            name = doc["metadata"]["name"]
+            watcher = StepWatcher(apis, spec, name)
+            watcher.start()
+            started = time.time()
+            custom.create_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, doc)
+            obj = _wait_terminal(custom, name)
+            watcher.stop.set()
+            watcher.join()
+            status = SprintReleaseStatus.model_validate(obj["status"])
+            if status.phase != "Succeeded":
+                raise RuntimeError(f"bench release {name} ended {status.phase}: {status.message}")
+            for prev, nxt, i in zip(
+                status.steps, status.steps[1:], range(1, len(status.steps)), strict=False
+            ):
+                gate = parse_timestamp(prev.completed_at or prev.started_at)
+                inside.append((parse_timestamp(nxt.started_at) - gate).total_seconds() * 1000)
+                if i in watcher.seen:
+                    outside.append(watcher.seen[i] * 1000 - gate.timestamp() * 1000)
+            bake = len(spec.traffic.steps) * seconds(interval)
+            extra.append(time.time() - started - bake)
+            custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
+    finally:
+        operator.stop()
+    return {
+        "overhead_ms_operator": summary(inside),
+        "overhead_ms_watcher": summary(outside),
+        "wall_minus_bake_s": summary(extra),
+        "runs": runs,
+        "target": "p95 <= 250 ms per step",
+    }
+
+
+def _wait_terminal(
+    custom: client.CustomObjectsApi, name: str, timeout: float = 120
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            api.GROUP, api.VERSION, NS, api.PLURAL, name
+        )
+        if (obj.get("status") or {}).get("phase") in api.TERMINAL_PHASES:
+            return obj
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} did not finish in {timeout}s")
+
+
+def run(layout: environment.Layout, out: Path, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console()
+    results: dict[str, Any] = {
+        "machine": {
+            "cores": _cores(),
+            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        "plan_throughput": plan_throughput(layout.repo),
+        "step_overhead": step_overhead(layout),
+        "fleet_100": {
+            "status": "not built yet: needs Route 53 batching and pacing across releases"
+        },
+        "idle_1000": {"status": "not built yet"},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    table = Table(title=f"sprintops bench ({results['machine']['cores']} cores)")
+    for column in ("scenario", "figure", "median", "p95", "n", "target"):
+        table.add_column(column)
+    for scenario, figures in results.items():
+        if scenario == "machine":
+            continue
+        for figure, value in figures.items():
+            if isinstance(value, dict):
+                table.add_row(
+                    scenario,
+                    figure,
+                    str(value["median"]),
+                    str(value["p95"]),
+                    str(value["n"]),
+                    str(figures.get("target", "")),
+                )
+            elif figure == "status":
+                table.add_row(scenario, "-", "-", "-", "-", value)
+    console.print(table)
+    console.print(f"written to {out}")
+    return results
+
+
+def _cores() -> int:
+    return os.cpu_count() or 0
