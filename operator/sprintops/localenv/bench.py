@@ -1,7 +1,8 @@
 """`make bench`: measured figures, never timed assertions. Medians and p95 over runs.
 
-Scenarios: plan_throughput (the pure core) and step_overhead (what sprintops adds to a step
-on top of the configured bake). fleet_100 and idle_1000 are not built yet and say so.
+Scenarios: plan_throughput (the pure core), step_overhead (what sprintops adds to a step on
+top of the configured bake) and idle_1000 (the cost of watching finished releases). fleet_100
+is not built yet and says so.
 """
 
 from __future__ import annotations
@@ -192,6 +193,76 @@ def _wait_terminal(
     raise TimeoutError(f"{name} did not finish in {timeout}s")
 
 
+# --- idle_1000
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS in MB, CPU seconds) of a process, from /proc."""
+    rss_kb = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def idle_1000(
+    layout: environment.Layout, count: int = 1000, settle: float = 60.0
+) -> dict[str, Any]:
+    """Succeeded releases with nothing left to do, watched by one operator: what it costs."""
+    state = environment.up(layout, say=lambda _m: None)
+    mgmt = client_from_kubeconfig(layout.kubeconfig.read_text(), "mgmt")
+    custom = client.CustomObjectsApi(mgmt)
+    base = fleet.canonical_doc(layout.repo)
+    done = SprintReleaseStatus(
+        phase="Succeeded",
+        target_cluster="even",
+        previous_cluster="odd",
+        step_index=2,
+        step="3/3",
+        target_weight=100,
+        weights=Weights(even=100, odd=0),
+        observed_generation=1,
+        scale_down_at="2026-01-01T00:00:00.000Z",
+        scaled_down_at="2026-01-01T00:00:00.000Z",
+        message="idle",
+    ).merge_patch(None)
+    names = []
+    for i in range(count):
+        doc = fleet.release_doc(base, f"idle-{i}")
+        names.append(doc["metadata"]["name"])
+        custom.create_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, doc)
+        custom.patch_namespaced_custom_object_status(
+            api.GROUP, api.VERSION, NS, api.PLURAL, doc["metadata"]["name"], {"status": done}
+        )
+    operator = OperatorProcess(
+        environment.environment_variables(layout, state), layout.root / "logs" / "operator-idle.log"
+    )
+    operator.start()
+    assert operator.proc is not None
+    try:
+        time.sleep(20)  # every release seen and its daemon asleep
+        rss_start, cpu_start = _proc_stats(operator.proc.pid)
+        samples = []
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            samples.append(_proc_stats(operator.proc.pid)[0])
+        rss_end, cpu_end = _proc_stats(operator.proc.pid)
+    finally:
+        operator.stop()
+        for name in names:
+            fleet.remove(custom, name, wait=False)
+    return {
+        "rss_mb": summary([rss_start, *samples, rss_end]),
+        "cpu_seconds_over_60s": round(cpu_end - cpu_start, 2),
+        "releases": count,
+        "target": "RSS <= 150 MB, CPU near zero",
+    }
+
+
 def run(layout: environment.Layout, out: Path, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     results: dict[str, Any] = {
@@ -204,7 +275,7 @@ def run(layout: environment.Layout, out: Path, console: Console | None = None) -
         "fleet_100": {
             "status": "not built yet: needs Route 53 batching and pacing across releases"
         },
-        "idle_1000": {"status": "not built yet"},
+        "idle_1000": idle_1000(layout),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -224,6 +295,8 @@ def run(layout: environment.Layout, out: Path, console: Console | None = None) -
                     str(value["n"]),
                     str(figures.get("target", "")),
                 )
+            elif not isinstance(value, str) and figure != "target":
+                table.add_row(scenario, figure, str(value), "", "", str(figures.get("target", "")))
             elif figure == "status":
                 table.add_row(scenario, "-", "-", "-", "-", value)
     console.print(table)

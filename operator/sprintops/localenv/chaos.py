@@ -16,7 +16,7 @@ from kubernetes import client
 
 from sprintops import api
 from sprintops.api import SprintReleaseStatus, Weights
-from sprintops.kube import client_from_kubeconfig, merge_patch, object_path
+from sprintops.kube import client_from_kubeconfig
 from sprintops.localenv import environment, fleet
 from sprintops.localenv.invariants import InvariantWatcher, Watched
 from sprintops.localenv.operator_process import OperatorProcess
@@ -79,7 +79,7 @@ def run(
         if i % unhealthy_every == unhealthy_every - 1:
             doc["spec"]["service"]["template"]["metadata"]["annotations"][fleet.ERROR_RATE] = "0.2"
             unhealthy.add(doc["metadata"]["name"])
-        _delete(custom, doc["metadata"]["name"])
+        fleet.remove(custom, doc["metadata"]["name"])
         spec = fleet.prepare(layout, apis, doc)
         docs.append(doc)
         watched.append(Watched(NS, doc["metadata"]["name"], spec))
@@ -115,7 +115,7 @@ def run(
         operator.stop()
         report.seconds = time.monotonic() - started
         for doc in docs:
-            _delete(custom, doc["metadata"]["name"], wait=False)
+            fleet.remove(custom, doc["metadata"]["name"], wait=False)
     return report
 
 
@@ -148,22 +148,3 @@ def _terminal(
         if obj["metadata"]["name"] in names and status.phase in api.TERMINAL_PHASES:
             out[obj["metadata"]["name"]] = status
     return out
-
-
-def _delete(custom: client.CustomObjectsApi, name: str, wait: bool = True) -> None:
-    """Removes a release left by an earlier run (finalizer included: no operator may run)."""
-    path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, NS, name)
-    try:
-        merge_patch(custom.api_client, path, {"metadata": {"finalizers": None}})
-        custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-    while wait:
-        try:
-            custom.get_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        time.sleep(0.1)

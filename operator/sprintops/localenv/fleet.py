@@ -7,13 +7,16 @@ Deployments, reset to the baseline (sprint 41 live in odd), and joins the traffi
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
+from sprintops import api
 from sprintops.api import SprintReleaseSpec
+from sprintops.kube import merge_patch, object_path
 from sprintops.localenv import environment, seed
 
 ERROR_RATE = "sim.sprintops.io/error-rate"
@@ -51,3 +54,25 @@ def prepare(
     seed.service_baseline({c: apis[c] for c in ("even", "odd")}, spec, "odd")
     environment.simulate(layout, spec)
     return spec
+
+
+def remove(
+    custom: client.CustomObjectsApi, name: str, namespace: str = "releases", wait: bool = True
+) -> None:
+    """Deletes a release left by an earlier run, lifting the finalizer itself (no operator
+    need be running), and waits until it is gone."""
+    path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name)
+    try:
+        merge_patch(custom.api_client, path, {"metadata": {"finalizers": None}})
+        custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    while wait:
+        try:
+            custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.1)
