@@ -129,6 +129,8 @@ def down(layout: Layout, say: Callable[[str], None] = print) -> None:
 
 
 def up(layout: Layout, say: Callable[[str], None] = print) -> State:
+    """Starts or reuses the environment; this process's environment variables then point
+    at it, as `. env.sh` does for a shell."""
     started = time.monotonic()
 
     def step(msg: str) -> None:
@@ -142,6 +144,7 @@ def up(layout: Layout, say: Callable[[str], None] = print) -> State:
         admin = layout.kubeconfig.read_text()
         seed.apply_crd(client_from_kubeconfig(admin, "mgmt"))
         step(f"local environment already running; reusing it ({layout.env_sh})")
+        os.environ.update(environment_variables(layout, state))
         return state
     if layout.root.exists():
         step("cleaning up a partial environment")
@@ -156,6 +159,8 @@ def up(layout: Layout, say: Callable[[str], None] = print) -> State:
         raise
     layout.save(state)
     _write_env_sh(layout, state)
+    # This process is a client of it too (bench, chaos, tests): same variables as env.sh.
+    os.environ.update(environment_variables(layout, state))
     step(f"local environment ready: source {layout.env_sh}")
     return state
 
