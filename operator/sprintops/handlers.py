@@ -125,7 +125,18 @@ def post_event(obj: dict[str, Any], emit: Emit) -> None:
     )
 
 
-@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=5)
+def needs_daemon(body: kopf.Body, **_: Any) -> bool:
+    """Finished releases with nothing left to do get no daemon: a fleet of them costs
+    nothing. A spec edit (generation ahead of status) or a pending scale-down revives one."""
+    status = body.get("status") or {}
+    if status.get("phase") not in TERMINAL_PHASES:
+        return True
+    if (body.metadata.get("generation") or 0) > (status.get("observedGeneration") or 0):
+        return True
+    return status.get("phase") == "Succeeded" and not status.get("scaledDownAt")
+
+
+@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=5, when=needs_daemon)
 async def rollout(
     *,
     name: str,
