@@ -54,19 +54,3 @@ def _dep(generation: int, observed: int, updated: int, available: int, cond: str
 )
 def test_is_available(body: dict[str, Any], expected: bool) -> None:
     assert manifests.is_available(body) is expected
-
-
-def test_daemons_only_for_releases_with_work() -> None:
-    import kopf
-
-    from sprintops.handlers import needs_daemon
-
-    def body(generation: int, **status: Any) -> kopf.Body:
-        return kopf.Body({"metadata": {"generation": generation}, "status": status})
-
-    assert needs_daemon(body(1))  # new
-    assert needs_daemon(body(1, phase="Progressing", observedGeneration=1))
-    assert needs_daemon(body(1, phase="Succeeded", observedGeneration=1))  # scale-down pending
-    assert not needs_daemon(body(1, phase="Succeeded", observedGeneration=1, scaledDownAt="t"))
-    assert not needs_daemon(body(1, phase="RolledBack", observedGeneration=1))
-    assert needs_daemon(body(2, phase="RolledBack", observedGeneration=1))  # spec edited: retry
