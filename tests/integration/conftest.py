@@ -134,24 +134,8 @@ def release_of(
 
 
 def delete_release(env: Env, name: str, namespace: str = "releases") -> None:
-    """Deletes a release and waits until it is gone (the operator removes its finalizer)."""
-    custom = env.custom()
-    try:
-        custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        time.sleep(0.2)
-    raise TimeoutError(f"release {namespace}/{name} not deleted")
+    """Deletes a release and waits until it is gone: the operator removes its finalizer."""
+    fleet.remove(env.custom(), name, namespace, lift_finalizer=False)
 
 
 def wait_phase(env: Env, name: str, phases: set[str], timeout: float = 90) -> dict:

@@ -39,7 +39,7 @@ def _run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
     )
 
 
-def _render(helm: str, *sets: str) -> str:
+def _render(helm: str, *sets: str, crds: bool = False) -> str:
     argv = [
         helm,
         "template",
@@ -49,6 +49,7 @@ def _render(helm: str, *sets: str) -> str:
         NAMESPACE,
         "--kube-version",
         "1.34.3",
+        *(["--include-crds"] if crds else []),
     ]
     for s in sets:
         argv += ["--set", s]
@@ -142,17 +143,7 @@ def test_chart_crd_is_the_generated_one() -> None:
 
 def test_server_side_dry_run(env: Env, helm: str) -> None:
     _kubectl(env, "create", "namespace", NAMESPACE)
-    rendered = _run(
-        helm,
-        "template",
-        "sp",
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--kube-version",
-        "1.34.3",
-        "--include-crds",
-    ).stdout
+    rendered = _render(helm, crds=True)
     result = _kubectl(env, "apply", "--server-side", "--dry-run=server", "-f", "-", stdin=rendered)
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/sp-sprintops serverside-applied (server dry run)" in result.stdout

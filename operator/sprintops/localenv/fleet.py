@@ -57,18 +57,28 @@ def prepare(
 
 
 def remove(
-    custom: client.CustomObjectsApi, name: str, namespace: str = "releases", wait: bool = True
+    custom: client.CustomObjectsApi,
+    name: str,
+    namespace: str = "releases",
+    *,
+    wait: bool = True,
+    lift_finalizer: bool = True,
+    timeout: float = 30.0,
 ) -> None:
-    """Deletes a release left by an earlier run, lifting the finalizer itself (no operator
-    need be running), and waits until it is gone."""
+    """Deletes a release and waits until it is gone. `lift_finalizer` removes the operator's
+    finalizer first, for when no operator runs; without it, the operator must remove it."""
     path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name)
     try:
-        merge_patch(custom.api_client, path, {"metadata": {"finalizers": None}})
+        if lift_finalizer:
+            merge_patch(custom.api_client, path, {"metadata": {"finalizers": None}})
         custom.delete_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
     except client.ApiException as exc:
         if exc.status != 404:
             raise
+    deadline = time.monotonic() + timeout
     while wait:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"release {namespace}/{name} not deleted after {timeout:.0f}s")
         try:
             custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)
         except client.ApiException as exc:
