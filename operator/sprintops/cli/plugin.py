@@ -312,17 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=0, help="give up after this many seconds (0: never)"
     )
     watch.set_defaults(func=cmd_watch)
-    for verb, text in (
+    verbs: tuple[tuple[controls.Verb, str], ...] = (
         ("pause", "hold at the current step"),
         ("resume", "continue a paused release (the bake restarts)"),
         ("abort", "roll back now"),
         ("promote", "skip the remaining bakes (never a failing check, unless --force)"),
-    ):
+    )
+    for verb, text in verbs:
         p = sub.add_parser(verb, help=text)
         p.add_argument("name")
         if verb == "promote":
             p.add_argument("--force", action="store_true", help="also skip failing checks")
-        p.set_defaults(func=_control(verb))  # type: ignore[arg-type]
+        p.set_defaults(func=_control(verb))
     return parser
 
 
