@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -rs
 
 .PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos bench
 
