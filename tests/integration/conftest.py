@@ -163,3 +163,10 @@ def wait_status(
             return status
         time.sleep(0.1)
     raise TimeoutError(f"{name}: condition not met in {timeout}s; status: {status}")
+
+
+def first_step_started(env: Env, name: str, timeout: float = 60) -> dict[str, Any]:
+    """Waits until the release's first step carries traffic (recorded in status)."""
+    return wait_status(
+        env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), timeout
+    )

@@ -20,7 +20,7 @@ from sprintops.localenv.invariants import InvariantWatcher, Watched
 from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of, with_weights
 from tests.conftest import REPO
-from tests.integration.conftest import Env, Operator, wait_phase, wait_status
+from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 ODD_LIVE = Weights(even=0, odd=100)
@@ -84,7 +84,7 @@ def test_hand_edited_virtual_service_is_restored(
     doc, spec = release_of("drift", analysis__bakeTime="30s")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    first_step_started(env, name)
     ref = spec.traffic.istio.virtual_service
     custom = env.custom("odd")
     vs = custom.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, PLURAL, ref.name)
@@ -175,9 +175,7 @@ def test_target_apiserver_down_for_30s_holds_then_continues(
     name = doc["metadata"]["name"]
     with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
         env.create(doc)
-        wait_status(
-            env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60
-        )
+        first_step_started(env, name)
         environment.stop_apiserver(env.state, "even")
         try:
             held = wait_status(env, name, lambda s: "cluster even" in (s.get("message") or ""), 30)
@@ -199,7 +197,7 @@ def test_mgmt_apiserver_restart_is_survived(
     doc, _ = release_of("mgmt-restart", analysis__bakeTime="6s")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    first_step_started(env, name)
     environment.stop_apiserver(env.state, "mgmt")
     time.sleep(5)
     environment.start_apiserver(env.layout, env.state, "mgmt")
@@ -249,9 +247,7 @@ def test_two_replicas_only_one_acts_and_failover_continues(
         time.sleep(5)  # both peers see each other
         with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
             env.create(doc)
-            wait_status(
-                env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60
-            )
+            first_step_started(env, name)
             acted = f"release=releases/{name}"
             assert acted in leader.log.read_text()
             assert acted not in standby.log.read_text()  # the standby only watched

@@ -13,7 +13,7 @@ from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.health.checks import render
 from sprintops.localenv import environment
 from sprintops.localenv.invariants import InvariantWatcher, Watched
-from tests.integration.conftest import Env, Operator, wait_phase, wait_status
+from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 NS = "releases"
@@ -72,7 +72,7 @@ def test_prometheus_down_holds_then_resumes(
     doc, _spec = release_of("prom-resume", analysis__bakeTime="4s", analysis__progressDeadline="5m")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")))
+    first_step_started(env, name)
     environment.stop_prometheus(env.state)
     try:
         held = wait_status(
@@ -103,7 +103,7 @@ def test_prometheus_down_rolls_back_at_the_progress_deadline(
     doc, spec = release_of("prom-deadline", analysis__progressDeadline="12s")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")))
+    first_step_started(env, name)
     environment.stop_prometheus(env.state)
     try:
         obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=60)
@@ -162,7 +162,7 @@ def test_pause_resume_promote(env: Env, operator: Operator, release_of: ReleaseO
     doc, _spec = release_of("controls", analysis__bakeTime="30s", analysis__progressDeadline="10m")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")))
+    first_step_started(env, name)
     controls.request(env.apis["mgmt"], NS, name, "pause")
     paused = wait_status(env, name, lambda s: s.get("phase") == "Paused", timeout=15)
     assert paused["message"] == "paused by request"
@@ -181,7 +181,7 @@ def test_abort_rolls_back_now(env: Env, operator: Operator, release_of: ReleaseO
     doc, spec = release_of("abort", analysis__bakeTime="30s", analysis__progressDeadline="10m")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")))
+    first_step_started(env, name)
     token = controls.request(env.apis["mgmt"], NS, name, "abort")
     obj = wait_phase(env, name, {"RolledBack"}, timeout=20)
     assert obj["status"]["message"] == "aborted by request"

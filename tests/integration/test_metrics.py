@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sprintops import controls
 from sprintops.api import SprintReleaseSpec
-from tests.integration.conftest import Env, Operator, wait_phase, wait_status
+from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 
@@ -40,7 +40,7 @@ def test_metrics_during_and_after_a_rollout(
     doc, _ = release_of("metered", analysis__bakeTime="4s")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    first_step_started(env, name)
     during = scrape(operator)
     assert value(during, "sprintops_release_weight_percent", release=name, cluster="even") == 10
     assert value(during, "sprintops_release_weight_percent", release=name, cluster="odd") == 90

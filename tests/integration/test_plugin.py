@@ -15,7 +15,7 @@ import yaml
 from sprintops.api import SprintReleaseSpec
 from sprintops.localenv.controlplane import Credentials, kubeconfig, write_kubeconfig
 from sprintops.localenv.processes import free_port
-from tests.integration.conftest import Env, Operator, wait_phase, wait_status
+from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 
@@ -93,7 +93,7 @@ def test_controls(env: Env, operator: Operator, release_of: ReleaseOf) -> None:
     doc, _ = release_of("plugin-controls", analysis__bakeTime="30s")
     name = doc["metadata"]["name"]
     env.create(doc)
-    wait_status(env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), 60)
+    first_step_started(env, name)
     paused = kubectl_sprint(env, "pause", name)
     assert paused.returncode == 0 and "sprintops.io/pause=" in paused.stdout, paused.stderr
     wait_status(env, name, lambda s: s.get("phase") == "Paused", 15)
