@@ -25,6 +25,11 @@ class Config:
     metrics_port: int = field(
         default_factory=lambda: int(os.environ.get("SPRINTOPS_METRICS_PORT", "8080"))
     )
+    # Route 53 requests per second at most, for all releases together (0: unpaced).
+    # 5 is the conservative per-account limit; raise it for accounts with a bigger budget.
+    route53_max_rate: float = field(
+        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_MAX_RATE", "5"))
+    )
     # Seconds a replica's peering record is honoured without a refresh (failover time).
     peering_lifetime: int = field(
         default_factory=lambda: int(os.environ.get("SPRINTOPS_PEERING_LIFETIME", "60"))

@@ -46,6 +46,17 @@ ROUTE53_ERRORS = Counter(
     ["operation", "code"],
     registry=REGISTRY,
 )
+ROUTE53_PACING_SECONDS = Counter(
+    "sprintops_route53_pacing_seconds_total",
+    "Seconds Route 53 requests waited for their turn under the request rate budget",
+    registry=REGISTRY,
+)
+ROUTE53_BATCH_CHANGES = Histogram(
+    "sprintops_route53_batch_changes",
+    "Changes per ChangeResourceRecordSets call (two per release written together)",
+    buckets=(2, 4, 10, 20, 50, 100, 200, 500, 1000),
+    registry=REGISTRY,
+)
 RECONCILE_SECONDS = Histogram(
     "sprintops_reconcile_duration_seconds",
     "One reconcile: observe, plan, write status, act",

@@ -209,7 +209,7 @@ def seed_route53(spec: SprintReleaseSpec, live: Cluster) -> None:
         boto.create_hosted_zone(Name=name, CallerReference=f"sprintops-{name}")
     pairs = Route53Pairs(boto)
     weights = Weights.split(live, 100)
-    pairs.wait_insync(pairs.write(r53, weights, comment="seed: sprint 41 live"))
+    pairs.wait_insync(pairs.write(r53, weights))
 
 
 def wait_available(api: client.ApiClient, name: str, ns: str, timeout: float = 60) -> None:

@@ -149,8 +149,9 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
                 routes: list[dict[str, Any]] = json.loads(config_path.read_text())["routes"]
                 for cluster in CLUSTERS:
                     backends[cluster] = _backends(apis[cluster])
-                for r in routes:
-                    pair = route53.read(Route53.model_validate(r["route53"]))
+                # One listing per hosted zone, however many services it serves.
+                pairs = route53.read_many([Route53.model_validate(r["route53"]) for r in routes])
+                for r, pair in zip(routes, pairs, strict=True):
                     if pair is not None:
                         weights[(r["namespace"], r["service"])] = {
                             "even": pair.even,

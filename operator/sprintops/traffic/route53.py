@@ -1,20 +1,34 @@
-"""Route 53 weighted record pairs: read the live split, write both weights in one batch."""
+"""Route 53 weighted record pairs: read the live split, write both weights in one batch.
+
+All releases share one Route53Pairs, so they share its request budget: writes due together
+for one hosted zone go out as one change batch, reads of one zone as one listing, and every
+request is paced (see pacing.py).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from sprintops import metrics
 from sprintops.api import CLUSTERS, Route53, Weights
+from sprintops.traffic.pacing import GroupCommit, Pacer
 
 if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
 
 MAX_WEIGHT = 255  # Route 53's own limit; moto does not enforce it, so we do.
+# Change batch quotas: ResourceRecord elements and characters of their values, where an
+# UPSERT counts twice (a delete and a create).
+MAX_BATCH_ELEMENTS = 1000
+MAX_BATCH_CHARS = 32_000
+Change = dict[str, Any]
 
 
 class WeightError(ValueError):
@@ -53,10 +67,106 @@ def validate(even: int, odd: int) -> None:
         raise WeightError("weights 0/0 would split traffic equally")
 
 
+def batch_size(changes: list[Change]) -> tuple[int, int]:
+    """(ResourceRecord elements, characters of values) as Route 53's quotas count them."""
+    elements = chars = 0
+    for change in changes:
+        times = 2 if change["Action"] == "UPSERT" else 1
+        values = [r["Value"] for r in change["ResourceRecordSet"].get("ResourceRecords", [])]
+        elements += times * len(values)
+        chars += times * sum(len(v) for v in values)
+    return elements, chars
+
+
+def _record_keys(changes: list[Change]) -> set[tuple[str, str, str]]:
+    return {
+        (
+            c["ResourceRecordSet"]["Name"],
+            c["ResourceRecordSet"]["Type"],
+            c["ResourceRecordSet"].get("SetIdentifier", ""),
+        )
+        for c in changes
+    }
+
+
+def fitting(batches: list[list[Change]]) -> int:
+    """How many of the queued change lists, from the front, fit into one change batch:
+    within the quotas, and no record twice (Route 53 rejects a batch that repeats one)."""
+    elements = chars = 0
+    seen: set[tuple[str, str, str]] = set()
+    for count, changes in enumerate(batches):
+        more_elements, more_chars = batch_size(changes)
+        keys = _record_keys(changes)
+        elements, chars = elements + more_elements, chars + more_chars
+        if count and (elements > MAX_BATCH_ELEMENTS or chars > MAX_BATCH_CHARS or keys & seen):
+            return count
+        seen |= keys
+    return len(batches)
+
+
+def pair_of(spec: Route53, rrsets: Iterable[Mapping[str, Any]]) -> Weights | None:
+    """The pair's weights among listed record sets, or None when a record of it is missing."""
+    name = _fqdn(spec.record_name)
+    ids = {spec.records.even.set_identifier: "even", spec.records.odd.set_identifier: "odd"}
+    found: dict[str, int] = {}
+    for rrset in rrsets:
+        if rrset["Name"] != name or rrset["Type"] != spec.record_type:
+            continue
+        cluster = ids.get(rrset.get("SetIdentifier", ""))
+        if cluster is not None and "Weight" in rrset:
+            found[cluster] = rrset["Weight"]
+    if set(found) != set(CLUSTERS):
+        return None
+    # Route 53 allows up to 255; this pair is always written as percentages.
+    return Weights.model_construct(even=found["even"], odd=found["odd"])
+
+
+def upserts(spec: Route53, weights: Weights) -> list[Change]:
+    """Both records of the pair with their new weights."""
+    validate(weights.even, weights.odd)
+    out = []
+    for cluster in CLUSTERS:
+        record = getattr(spec.records, cluster)
+        rrset: dict[str, Any] = {
+            "Name": _fqdn(spec.record_name),
+            "Type": spec.record_type,
+            "SetIdentifier": record.set_identifier,
+            "Weight": weights.of(cluster),
+        }
+        if record.alias is not None:
+            rrset["AliasTarget"] = {
+                "DNSName": record.alias.dns_name,
+                "HostedZoneId": record.alias.hosted_zone_id,
+                "EvaluateTargetHealth": record.alias.evaluate_target_health,
+            }
+        else:
+            rrset["TTL"] = spec.ttl
+            rrset["ResourceRecords"] = [{"Value": record.value}]
+        out.append({"Action": "UPSERT", "ResourceRecordSet": rrset})
+    return out
+
+
 class Route53Pairs:
-    def __init__(self, client: Route53Client | None = None) -> None:
+    """`max_rate` requests per second at most (0: unpaced), for everything sent through it."""
+
+    def __init__(self, client: Route53Client | None = None, max_rate: float = 0.0) -> None:
         self.client = client or make_client()
+        self.pacer = Pacer(max_rate)
+        if max_rate > 0:
+            self.client.meta.events.register("before-send.route53", self._pace)
         self._zone_ids: dict[str, str] = {}
+        self._reads: GroupCommit[str, Route53, Weights | None] = GroupCommit(
+            self._read_zone, settle=self.pacer.settle
+        )
+        self._writes: GroupCommit[str, list[Change], str] = GroupCommit(
+            self._write_zone, take=fitting, settle=self.pacer.settle
+        )
+        self._changes: dict[str, tuple[str, float]] = {}  # change id -> (status, when seen)
+        self._change_lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+
+    def _pace(self, **_: Any) -> None:
+        metrics.ROUTE53_PACING_SECONDS.inc(self.pacer.wait())
 
     def zone_id(self, spec: Route53) -> str:
         if spec.hosted_zone.id:
@@ -71,61 +181,89 @@ class Route53Pairs:
         return self._zone_ids[name]
 
     def read(self, spec: Route53) -> Weights | None:
-        """The pair's current weights, or None when a record of the pair does not exist."""
-        name = _fqdn(spec.record_name)
-        found: dict[str, int] = {}
-        # One page holds the pair: records are listed in name order starting at ours.
-        # (A small MaxItems makes moto page forever, so take the default page size.)
-        page = self.client.list_resource_record_sets(
-            HostedZoneId=self.zone_id(spec), StartRecordName=name, StartRecordType=spec.record_type
-        )
-        ids = {spec.records.even.set_identifier: "even", spec.records.odd.set_identifier: "odd"}
-        for rrset in page["ResourceRecordSets"]:
-            if rrset["Name"] != name or rrset["Type"] != spec.record_type:
-                continue
-            cluster = ids.get(rrset.get("SetIdentifier", ""))
-            if cluster is not None and "Weight" in rrset:
-                found[cluster] = rrset["Weight"]
-        if set(found) != set(CLUSTERS):
-            return None
-        # Route 53 allows up to 255; this pair is always written as percentages.
-        return Weights.model_construct(even=found["even"], odd=found["odd"])
+        """The pair's current weights, or None when a record of the pair does not exist.
+        Concurrent reads of one zone share one listing."""
+        return self._reads(self.zone_id(spec), spec)
 
-    def changes(self, spec: Route53, weights: Weights) -> list[dict[str, Any]]:
-        validate(weights.even, weights.odd)
-        out = []
-        for cluster in CLUSTERS:
-            record = getattr(spec.records, cluster)
-            rrset: dict[str, Any] = {
-                "Name": _fqdn(spec.record_name),
-                "Type": spec.record_type,
-                "SetIdentifier": record.set_identifier,
-                "Weight": weights.of(cluster),
-            }
-            if record.alias is not None:
-                rrset["AliasTarget"] = {
-                    "DNSName": record.alias.dns_name,
-                    "HostedZoneId": record.alias.hosted_zone_id,
-                    "EvaluateTargetHealth": record.alias.evaluate_target_health,
-                }
-            else:
-                rrset["TTL"] = spec.ttl
-                rrset["ResourceRecords"] = [{"Value": record.value}]
-            out.append({"Action": "UPSERT", "ResourceRecordSet": rrset})
+    def read_many(self, specs: list[Route53]) -> list[Weights | None]:
+        """Many pairs at once (one listing per zone), in order."""
+        by_zone: dict[str, list[int]] = {}
+        for i, spec in enumerate(specs):
+            by_zone.setdefault(self.zone_id(spec), []).append(i)
+        out: list[Weights | None] = [None] * len(specs)
+        for zone, indexes in by_zone.items():
+            for i, pair in zip(
+                indexes, self._read_zone(zone, [specs[i] for i in indexes]), strict=True
+            ):
+                out[i] = pair
         return out
 
-    def write(self, spec: Route53, weights: Weights, comment: str = "sprintops") -> str:
-        """UPSERTs both records in ONE batch (atomic on Route 53); returns the change id."""
+    def _read_zone(self, zone: str, specs: list[Route53]) -> list[Weights | None]:
+        if len(specs) == 1:
+            # One page holds the pair: records are listed in name order starting at ours.
+            # (A small MaxItems makes moto page forever, so take the default page size.)
+            page = self.client.list_resource_record_sets(
+                HostedZoneId=zone,
+                StartRecordName=_fqdn(specs[0].record_name),
+                StartRecordType=specs[0].record_type,
+            )
+            rrsets = page["ResourceRecordSets"]
+        else:
+            pages = self.client.get_paginator("list_resource_record_sets").paginate(
+                HostedZoneId=zone
+            )
+            rrsets = [r for page in pages for r in page["ResourceRecordSets"]]
+        return [pair_of(spec, rrsets) for spec in specs]
+
+    def write(self, spec: Route53, weights: Weights) -> str:
+        """UPSERTs both records in one batch (atomic on Route 53), shared with other pairs of
+        the zone written at the same moment; returns the change id."""
+        return self._writes(self.zone_id(spec), upserts(spec, weights))
+
+    def _write_zone(self, zone: str, batches: list[list[Change]]) -> list[str | Exception]:
+        try:
+            return [self._submit(zone, [c for changes in batches for c in changes])] * len(batches)
+        except ClientError as exc:
+            if (
+                len(batches) == 1
+                or exc.response.get("Error", {}).get("Code") != "InvalidChangeBatch"
+            ):
+                raise
+        # One pair's invalid change must not fail the others: each goes again on its own.
+        out: list[str | Exception] = []
+        for changes in batches:
+            try:
+                out.append(self._submit(zone, changes))
+            except ClientError as exc:
+                out.append(exc)
+        return out
+
+    def _submit(self, zone: str, changes: list[Change]) -> str:
+        metrics.ROUTE53_BATCH_CHANGES.observe(len(changes))
         response = self.client.change_resource_record_sets(
-            HostedZoneId=self.zone_id(spec),
-            ChangeBatch={"Comment": comment, "Changes": self.changes(spec, weights)},  # type: ignore[typeddict-item]
+            HostedZoneId=zone,
+            ChangeBatch={"Comment": "sprintops", "Changes": changes},  # type: ignore[typeddict-item]
         )
-        return response["ChangeInfo"]["Id"]
+        info = response["ChangeInfo"]
+        self._seen(info["Id"], info["Status"])
+        return info["Id"]
+
+    def _seen(self, change_id: str, status: str) -> None:
+        with self._change_lock:
+            if len(self._changes) > 1000:  # bounded: only recent changes are waited for
+                self._changes.clear()
+            self._changes[change_id] = (status, time.monotonic())
 
     def wait_insync(self, change_id: str, timeout: float = 300.0, poll: float = 1.0) -> None:
+        """Waits for INSYNC. Waiters on one change (a shared batch) share its polls."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
+            with self._poll_lock:
+                with self._change_lock:
+                    status, when = self._changes.get(change_id, ("", 0.0))
+                if status != "INSYNC" and time.monotonic() - when >= poll:
+                    status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
+                    self._seen(change_id, status)
             if status == "INSYNC":
                 return
             if time.monotonic() > deadline:

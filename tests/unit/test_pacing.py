@@ -1,0 +1,182 @@
+"""The request pacer, group commit and change-batch quotas, without any network."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from sprintops.api import Route53, Weights
+from sprintops.localenv import seed
+from sprintops.traffic.pacing import SLACK_SECONDS, GroupCommit, Pacer
+from sprintops.traffic.route53 import (
+    MAX_BATCH_ELEMENTS,
+    Change,
+    batch_size,
+    fitting,
+    pair_of,
+    upserts,
+)
+from tests.conftest import REPO
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_pacer_never_puts_more_than_rate_into_a_one_second_window() -> None:
+    t = FakeTime()
+    pacer = Pacer(5, clock=t.clock, sleep=t.sleep)
+    sent = []
+    for _ in range(40):
+        pacer.wait()
+        sent.append(t.now)
+    for i, start in enumerate(sent):
+        assert sum(1 for s in sent[i:] if s < start + 1.0) <= 5
+    assert sent[-1] - sent[0] == pytest.approx(39 * (0.2 + SLACK_SECONDS))
+
+
+def test_pacer_does_not_delay_a_request_after_a_quiet_spell() -> None:
+    t = FakeTime()
+    pacer = Pacer(5, clock=t.clock, sleep=t.sleep)
+    assert pacer.wait() == 0
+    t.now += 5
+    assert pacer.wait() == 0
+    assert pacer.wait() == pytest.approx(0.2 + SLACK_SECONDS)
+
+
+def test_settle_waits_for_a_free_slot_without_taking_it() -> None:
+    t = FakeTime()
+    pacer = Pacer(5, clock=t.clock, sleep=t.sleep)
+    pacer.wait()
+    pacer.settle()
+    assert t.now == pytest.approx(100.0 + 0.2 + SLACK_SECONDS)
+    assert pacer.wait() == 0
+
+
+def test_rate_zero_is_unpaced() -> None:
+    t = FakeTime()
+    pacer = Pacer(0, clock=t.clock, sleep=t.sleep)
+    assert [pacer.wait() for _ in range(10)] == [0] * 10
+
+
+def _stampede(caller: Callable[[int], None], count: int, gate: threading.Event) -> None:
+    """Callers 0..count-1 arrive in order while the first call is held at the gate."""
+    threads = [threading.Thread(target=caller, args=(v,)) for v in range(count)]
+    for th in threads:
+        th.start()
+        time.sleep(0.005)
+    gate.set()
+    for th in threads:
+        th.join(10)
+
+
+def test_group_commit_shares_calls_and_answers_each_caller() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def send(key: str, values: list[int]) -> list[int | Exception]:
+        gate.wait(5)  # the first call is slow, so the others queue behind it
+        calls.append(values)
+        return [v * 10 if v != 13 else ValueError("thirteen") for v in values]
+
+    commit: GroupCommit[str, int, int] = GroupCommit(send)
+    results: dict[int, int | str] = {}
+
+    def caller(v: int) -> None:
+        try:
+            results[v] = commit("zone", v)
+        except ValueError as exc:
+            results[v] = str(exc)
+
+    _stampede(caller, 20, gate)
+    assert results == {v: (v * 10 if v != 13 else "thirteen") for v in range(20)}
+    assert sorted(v for call in calls for v in call) == list(range(20))  # each sent once
+    assert len(calls) < 20 and max(len(c) for c in calls) > 1
+
+
+def test_group_commit_respects_take_and_a_failing_call_fails_only_its_members() -> None:
+    calls: list[list[int]] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def send(key: str, values: list[int]) -> list[int | Exception]:
+        gate.wait(5)
+        with lock:
+            calls.append(values)
+        if 7 in values:
+            raise RuntimeError("boom")
+        return list(values)
+
+    commit: GroupCommit[str, int, int] = GroupCommit(send, take=lambda vs: min(3, len(vs)))
+    outcome: dict[int, str] = {}
+
+    def caller(v: int) -> None:
+        try:
+            outcome[v] = str(commit("zone", v))
+        except RuntimeError:
+            outcome[v] = "failed"
+
+    _stampede(caller, 12, gate)
+    assert max(len(c) for c in calls) <= 3
+    failed = {v for v, o in outcome.items() if o == "failed"}
+    assert 7 in failed and failed == set(next(c for c in calls if 7 in c))
+    assert all(outcome[v] == str(v) for v in range(12) if v not in failed)
+
+
+def _changes(name: str, value: str = "x.example.") -> list[Change]:
+    return [
+        {
+            "Action": "UPSERT",
+            "ResourceRecordSet": {
+                "Name": name,
+                "Type": "CNAME",
+                "SetIdentifier": sid,
+                "Weight": 50,
+                "TTL": 30,
+                "ResourceRecords": [{"Value": value}],
+            },
+        }
+        for sid in ("even", "odd")
+    ]
+
+
+def test_batch_size_counts_an_upsert_twice() -> None:
+    assert batch_size(_changes("a.example.", "abcd")) == (4, 16)
+
+
+def test_fitting_stops_at_the_element_quota() -> None:
+    # Each pair is 4 elements: 250 pairs make 1000, the 251st does not fit.
+    queued = [_changes(f"s{i}.example.") for i in range(300)]
+    assert fitting(queued) == MAX_BATCH_ELEMENTS // 4
+
+
+def test_fitting_stops_at_the_character_quota() -> None:
+    queued = [_changes(f"s{i}.example.", "v" * 4000) for i in range(5)]
+    assert fitting(queued) == 2  # 2 x 16,000 characters; a third would pass 32,000
+
+
+def test_fitting_never_repeats_a_record_in_one_batch() -> None:
+    queued = [_changes("a.example."), _changes("b.example."), _changes("a.example.")]
+    assert fitting(queued) == 2
+
+
+def test_fitting_always_sends_at_least_one() -> None:
+    assert fitting([_changes("a.example.", "v" * 20_000)]) == 1
+
+
+def test_pair_of_reads_a_pair_from_a_zone_listing() -> None:
+    spec: Route53 = seed.canonical(REPO).traffic.route53
+    mine = [c["ResourceRecordSet"] for c in upserts(spec, Weights(even=10, odd=90))]
+    others = [c["ResourceRecordSet"] for c in _changes("other.example.")]
+    assert pair_of(spec, others + mine) == Weights(even=10, odd=90)
+    assert pair_of(spec, others + mine[:1]) is None
