@@ -11,11 +11,12 @@ import base64
 import datetime as dt
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.signers import RequestSigner
 from kubernetes import client
+
+if TYPE_CHECKING:
+    import boto3
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - the scheme's name, not a secret
 CLUSTER_HEADER = "x-k8s-aws-id"
@@ -31,6 +32,9 @@ class Token:
 
 
 def _session(role_arn: str | None, region: str) -> boto3.Session:
+    # Imported here: only EKS clusters need boto3, and an idle operator should not carry it.
+    import boto3
+
     session = boto3.Session(region_name=region)
     if not role_arn:
         return session
@@ -48,6 +52,8 @@ def _session(role_arn: str | None, region: str) -> boto3.Session:
 def mint(
     cluster_name: str, region: str, role_arn: str | None = None, now: dt.datetime | None = None
 ) -> Token:
+    from botocore.signers import RequestSigner
+
     session = _session(role_arn, region)
     sts = session.client("sts")
     credentials = session.get_credentials()

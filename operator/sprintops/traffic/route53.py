@@ -12,8 +12,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from sprintops import metrics
@@ -36,6 +34,10 @@ class WeightError(ValueError):
 
 
 def make_client() -> Route53Client:
+    # Imported here: boto3 and a client's service model are ~18 MB an idle operator never needs.
+    import boto3
+    from botocore.config import Config
+
     # `standard` retries Throttling and PriorRequestNotComplete with backoff; set it explicitly.
     # The endpoint comes from AWS_ENDPOINT_URL_ROUTE_53 when set (boto3 reads it itself).
     cfg = Config(
@@ -150,10 +152,9 @@ class Route53Pairs:
     """`max_rate` requests per second at most (0: unpaced), for everything sent through it."""
 
     def __init__(self, client: Route53Client | None = None, max_rate: float = 0.0) -> None:
-        self.client = client or make_client()
         self.pacer = Pacer(max_rate)
-        if max_rate > 0:
-            self.client.meta.events.register("before-send.route53", self._pace)
+        self._client = client and self._adopt(client)
+        self._client_lock = threading.Lock()
         self._zone_ids: dict[str, str] = {}
         self._reads: GroupCommit[str, Route53, Weights | None] = GroupCommit(
             self._read_zone, settle=self.pacer.settle
@@ -164,6 +165,19 @@ class Route53Pairs:
         self._changes: dict[str, tuple[str, float]] = {}  # change id -> (status, when seen)
         self._change_lock = threading.Lock()
         self._poll_lock = threading.Lock()
+
+    @property
+    def client(self) -> Route53Client:
+        """Made on first use, so a fleet of finished releases never loads boto3."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._adopt(make_client())
+            return self._client
+
+    def _adopt(self, client: Route53Client) -> Route53Client:
+        if self.pacer.gap > 0:
+            client.meta.events.register("before-send.route53", self._pace)
+        return client
 
     def _pace(self, **_: Any) -> None:
         metrics.ROUTE53_PACING_SECONDS.inc(self.pacer.wait())
