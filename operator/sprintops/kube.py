@@ -20,6 +20,7 @@ _KINDS: dict[str, tuple[str, bool]] = {
     "CustomResourceDefinition": ("customresourcedefinitions", False),
     "ClusterRole": ("clusterroles", False),
     "ClusterRoleBinding": ("clusterrolebindings", False),
+    "FlowSchema": ("flowschemas", False),
     "Role": ("roles", True),
     "RoleBinding": ("rolebindings", True),
     "VirtualService": ("virtualservices", True),

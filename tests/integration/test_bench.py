@@ -12,8 +12,23 @@ def test_bench_smoke(env: Env, operator: Operator) -> None:
     operator.stop()  # the bench brings its own operator
     try:
         overhead = bench.step_overhead(env.layout, runs=1)
+        fleet = bench.fleet_100(env.layout, count=3, runs=1)
     finally:
         operator.start()
     assert overhead["overhead_ms_operator"]["n"] == 2  # two step transitions per release
     assert overhead["overhead_ms_operator"]["median"] > 0
     assert overhead["overhead_ms_watcher"]["n"] >= 1
+    assert fleet["releases"] == 3 and fleet["runs"] == 1
+    figures = {k: v for k, v in fleet.items() if isinstance(v, dict)}
+    assert set(figures) >= {
+        "wall_s",
+        "route53_change_batches",
+        "route53_peak_per_second",
+        "route53_throttled",
+        "kube_requests_per_release",
+        "operator_peak_rss_mb",
+    }
+    assert all(set(f) == {"median", "p95", "n"} and f["n"] == 1 for f in figures.values())
+    # Three releases of three steps: some writes, and the apiservers counted the operator.
+    assert 1 <= figures["route53_change_batches"]["median"] <= 9
+    assert figures["kube_requests_per_release"]["median"] > 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 
 from sprintops.api import SprintReleaseSpec
 from sprintops.localenv import environment
+from sprintops.localenv.identities import service_account_token, token_kubeconfig
 from sprintops.localenv.operator_process import OperatorProcess
 from tests.conftest import REPO
 from tests.integration.conftest import Env, Operator, wait_phase
@@ -216,29 +216,9 @@ def test_operator_runs_with_only_the_charts_rbac(
 ) -> None:
     """The proof that the Role holds every verb the operator uses: run it as that
     ServiceAccount (a real token from the TokenRequest API) and roll a release out."""
-    token = _kubectl(env, "-n", NAMESPACE, "create", "token", "sp-sprintops", "--duration", "1h")
-    assert token.returncode == 0, token.stderr
-    admin = yaml.safe_load(env.layout.kubeconfig.read_text())
-    cluster = next(c for c in admin["clusters"] if c["name"] == "mgmt")
+    token = service_account_token(env.apis["mgmt"], NAMESPACE, "sp-sprintops")
     kubeconfig = tmp_path / "sa-kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": "sa", "user": {"token": token.stdout.strip()}}],
-                "contexts": [
-                    {
-                        "name": "mgmt",
-                        "context": {"cluster": "mgmt", "user": "sa", "namespace": "releases"},
-                    }
-                ],
-                "current-context": "mgmt",
-            }
-        )
-    )
-    assert base64.b64decode(cluster["cluster"]["certificate-authority-data"])
+    kubeconfig.write_text(token_kubeconfig(env.layout.kubeconfig, "mgmt", token, "releases"))
     variables = {
         **environment.environment_variables(env.layout, env.state),
         "KUBECONFIG": str(kubeconfig),

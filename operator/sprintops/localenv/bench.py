@@ -1,18 +1,23 @@
 """`make bench`: measured figures, never timed assertions. Medians and p95 over runs.
 
 Scenarios: plan_throughput (the pure core), step_overhead (what sprintops adds to a step on
-top of the configured bake) and idle_1000 (the cost of watching finished releases). fleet_100
-is not built yet and says so.
+top of the configured bake), fleet_100 (a hundred services released at once, one hosted zone,
+Route 53 behind a proxy that enforces 5 requests/s) and idle_1000 (the cost of watching
+finished releases).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import statistics
 import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,8 @@ from sprintops.api import SprintReleaseSpec, SprintReleaseStatus, Weights
 from sprintops.durations import parse_timestamp, seconds
 from sprintops.health.checks import CheckOutcome, threshold
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import environment, fleet
+from sprintops.localenv import apicount, environment, fleet
+from sprintops.localenv.faultproxy import FaultProxy, Faults
 from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.plan import Deploy, Observations, SetWeights, TargetDeployment, checks_due, plan
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
@@ -193,6 +199,183 @@ def _wait_terminal(
     raise TimeoutError(f"{name} did not finish in {timeout}s")
 
 
+# --- fleet_100
+
+ROUTE53_BUDGET = 5  # requests/s: the conservative per-account limit, enforced by the proxy
+
+
+class Sampler(threading.Thread):
+    """Peak RSS and CPU seconds of a process, sampled from /proc."""
+
+    def __init__(self, pid: int, period: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period = pid, period
+        self.peak_rss_mb, self.cpu_start = _proc_stats(pid)
+        self.cpu_seconds = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            rss, cpu = _proc_stats(self.pid)
+            self.peak_rss_mb = max(self.peak_rss_mb, rss)
+            self.cpu_seconds = cpu - self.cpu_start
+            time.sleep(self.period)
+
+
+def fleet_100(layout: environment.Layout, count: int = 100, runs: int = 3) -> dict[str, Any]:
+    """`count` services, each with its own release, record pair (one hosted zone) and
+    VirtualService, applied at once; Route 53 behind a proxy that throttles above the budget."""
+    state = environment.up(layout, say=lambda _m: None)
+    apis = {
+        c: client_from_kubeconfig(layout.kubeconfig.read_text(), c) for c in ("mgmt", "even", "odd")
+    }
+    custom = client.CustomObjectsApi(apis["mgmt"])
+    base = fleet.canonical_doc(layout.repo)
+    docs = [fleet.release_doc(base, f"fleet-{i:03d}") for i in range(count)]
+    kubeconfig = apicount.install(apis, layout.kubeconfig, layout.root / "bench-kubeconfig")
+    bakes = len(base["spec"]["traffic"]["steps"]) * seconds(base["spec"]["analysis"]["bakeTime"])
+    figures: dict[str, list[float]] = {}
+    with FaultProxy(state.route53_url, Faults(max_rate=ROUTE53_BUDGET)) as proxy:
+        operator = OperatorProcess(
+            {
+                **environment.environment_variables(layout, state),
+                "KUBECONFIG": str(kubeconfig),
+                "AWS_ENDPOINT_URL_ROUTE_53": proxy.url,
+                "SPRINTOPS_ROUTE53_MAX_RATE": str(ROUTE53_BUDGET),
+            },
+            layout.root / "logs" / "operator-fleet.log",
+        )
+        operator.start()
+        try:
+            _wait_serving(operator)
+            rig = FleetRig(layout, apis, docs, proxy, operator)
+            for _ in range(runs):
+                for name, value in rig.run().items():
+                    figures.setdefault(name, []).append(value)
+        finally:
+            operator.stop()
+            for doc in docs:
+                fleet.remove(custom, doc["metadata"]["name"], wait=False)
+    return {
+        **{name: summary(values) for name, values in figures.items()},
+        "configured_bakes_s": bakes,
+        "releases": count,
+        "runs": runs,
+        "target": (
+            f"Route 53 <= {ROUTE53_BUDGET}/s, 0 throttled, wall <= bakes + 30 s, RSS <= 250 MB"
+        ),
+    }
+
+
+@dataclass
+class FleetRig:
+    layout: environment.Layout
+    apis: dict[str, client.ApiClient]
+    docs: list[dict[str, Any]]
+    proxy: FaultProxy
+    operator: OperatorProcess
+
+    def run(self) -> dict[str, float]:
+        """One release of the whole fleet, from the baseline, with fresh counters."""
+        custom = client.CustomObjectsApi(self.apis["mgmt"])
+        for doc in self.docs:
+            fleet.remove(custom, doc["metadata"]["name"], lift_finalizer=False)
+        fleet.prepare_many(self.layout, self.apis, self.docs)
+        assert self.operator.proc is not None
+        self.proxy.reset()
+        before = {c: apicount.dispatched(server) for c, server in self.apis.items()}
+        sampler = Sampler(self.operator.proc.pid)
+        sampler.start()
+        started = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(
+                pool.map(
+                    lambda d: custom.create_namespaced_custom_object(
+                        api.GROUP, api.VERSION, NS, api.PLURAL, d
+                    ),
+                    self.docs,
+                )
+            )
+        objs = _wait_all_terminal(custom, {d["metadata"]["name"] for d in self.docs})
+        wall = time.monotonic() - started
+        sampler.stop.set()
+        sampler.join()
+        requests = sum(apicount.dispatched(s) - before[c] for c, s in self.apis.items())
+        phases = {n: o["status"]["phase"] for n, o in objs.items()}
+        if set(phases.values()) != {"Succeeded"}:
+            raise RuntimeError(f"fleet releases did not all succeed: {phases}")
+        stats = self.proxy.stats
+        return {
+            "wall_s": wall,
+            "route53_requests": sum(stats.by_operation.values()),
+            "route53_change_batches": stats.by_operation["ChangeResourceRecordSets"],
+            "route53_peak_per_second": stats.peak_rate(),
+            "route53_throttled": stats.injected["Throttling"],
+            "kube_requests_per_release": requests / len(self.docs),
+            "operator_peak_rss_mb": sampler.peak_rss_mb,
+            "operator_cpu_seconds": sampler.cpu_seconds,
+            **_timeline(list(objs.values())),
+        }
+
+
+def _wait_serving(operator: OperatorProcess, timeout: float = 60) -> None:
+    """Until the operator's startup handler has run (it serves /metrics last)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=2
+            ):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _wait_all_terminal(
+    custom: client.CustomObjectsApi, names: set[str], timeout: float = 600
+) -> dict[str, dict[str, Any]]:
+    """The releases' objects once every one of them is in a terminal phase."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = custom.list_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL)
+        mine = {o["metadata"]["name"]: o for o in items["items"] if o["metadata"]["name"] in names}
+        if len(mine) == len(names) and all(
+            (o.get("status") or {}).get("phase") in api.TERMINAL_PHASES for o in mine.values()
+        ):
+            return mine
+        time.sleep(0.25)
+    raise TimeoutError(f"fleet not finished after {timeout:.0f}s")
+
+
+def _timeline(objs: list[dict[str, Any]]) -> dict[str, float]:
+    """Where a fleet's time went, from the releases' own status: medians over releases."""
+    pending, deploy, gaps, overruns = [], [], [], []
+    for obj in objs:
+        spec = SprintReleaseSpec.model_validate(obj["spec"])
+        status = SprintReleaseStatus.model_validate(obj["status"])
+        steps = status.steps
+        created = parse_timestamp(obj["metadata"]["creationTimestamp"])
+        deploying = parse_timestamp(status.deploy_started_at or steps[0].started_at)
+        pending.append((deploying - created).total_seconds())
+        deploy.append((parse_timestamp(steps[0].started_at) - deploying).total_seconds())
+        bake = seconds(spec.analysis.bake_time)
+        for prev, nxt in itertools.pairwise(steps):
+            done = parse_timestamp(prev.completed_at or prev.started_at)
+            gaps.append((parse_timestamp(nxt.started_at) - done).total_seconds() * 1000)
+        for step in steps:
+            if step.completed_at:
+                baked = parse_timestamp(step.completed_at) - parse_timestamp(step.started_at)
+                overruns.append(baked.total_seconds() - bake)
+    return {
+        "create_to_deploy_s": statistics.median(pending),
+        "deploy_to_first_step_s": statistics.median(deploy),
+        "step_gap_ms": statistics.median(gaps),
+        "bake_overrun_s": statistics.median(overruns),
+    }
+
+
 # --- idle_1000
 
 
@@ -272,9 +455,7 @@ def run(layout: environment.Layout, out: Path, console: Console | None = None) -
         },
         "plan_throughput": plan_throughput(layout.repo),
         "step_overhead": step_overhead(layout),
-        "fleet_100": {
-            "status": "not built yet: needs Route 53 batching and pacing across releases"
-        },
+        "fleet_100": fleet_100(layout),
         "idle_1000": idle_1000(layout),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -80,8 +80,8 @@ def run(
             doc["spec"]["service"]["template"]["metadata"]["annotations"][fleet.ERROR_RATE] = "0.2"
             unhealthy.add(doc["metadata"]["name"])
         fleet.remove(custom, doc["metadata"]["name"])
-        spec = fleet.prepare(layout, apis, doc)
         docs.append(doc)
+    for doc, spec in zip(docs, fleet.prepare_many(layout, apis, docs), strict=True):
         watched.append(Watched(NS, doc["metadata"]["name"], spec))
     report = Report(seed=seed, releases=releases)
     operator = OperatorProcess(variables, layout.root / "logs" / f"operator-chaos-{seed}.log")

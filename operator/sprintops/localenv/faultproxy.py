@@ -59,6 +59,12 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def reset(self) -> None:
+        """Forgets what was counted so far."""
+        with self.lock:
+            self.stats = Stats()
+            self.recent.clear()
+
     def __enter__(self) -> FaultProxy:
         self.thread.start()
         return self

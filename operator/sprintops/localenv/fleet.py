@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from sprintops import api
-from sprintops.api import SprintReleaseSpec
+from sprintops.api import Cluster, SprintReleaseSpec
 from sprintops.kube import merge_patch, object_path
 from sprintops.localenv import environment, seed
 
@@ -50,10 +51,22 @@ def prepare(
     layout: environment.Layout, apis: dict[str, client.ApiClient], doc: dict[str, Any]
 ) -> SprintReleaseSpec:
     """Resets the release's service to the baseline and has the simulator serve it."""
-    spec = SprintReleaseSpec.model_validate(doc["spec"])
-    seed.service_baseline({c: apis[c] for c in ("even", "odd")}, spec, "odd")
-    environment.simulate(layout, spec)
-    return spec
+    return prepare_many(layout, apis, [doc])[0]
+
+
+def prepare_many(
+    layout: environment.Layout,
+    apis: dict[str, client.ApiClient],
+    docs: list[dict[str, Any]],
+    parallel: int = 8,
+) -> list[SprintReleaseSpec]:
+    """`prepare` for many services: the baselines side by side, the simulator told once."""
+    specs = [SprintReleaseSpec.model_validate(doc["spec"]) for doc in docs]
+    workloads: dict[Cluster, client.ApiClient] = {"even": apis["even"], "odd": apis["odd"]}
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda spec: seed.service_baseline(workloads, spec, "odd"), specs))
+    environment.simulate(layout, *specs)
+    return specs
 
 
 def remove(

@@ -147,10 +147,12 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
             last_poll = now
             try:
                 routes: list[dict[str, Any]] = json.loads(config_path.read_text())["routes"]
-                for cluster in CLUSTERS:
-                    backends[cluster] = _backends(apis[cluster])
+                # Route 53 before the backends: weights the operator wrote only after a
+                # Deployment was Available must not meet an older view of that Deployment.
                 # One listing per hosted zone, however many services it serves.
                 pairs = route53.read_many([Route53.model_validate(r["route53"]) for r in routes])
+                for cluster in CLUSTERS:
+                    backends[cluster] = _backends(apis[cluster])
                 for r, pair in zip(routes, pairs, strict=True):
                     if pair is not None:
                         weights[(r["namespace"], r["service"])] = {
