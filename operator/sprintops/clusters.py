@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -26,13 +27,21 @@ class ClusterError(Exception):
 
 
 class KubeconfigSecrets:
-    """Clients for the kubeconfigs in Secrets, cached until the Secret changes."""
+    """Clients for the kubeconfigs in Secrets, cached until the Secret changes.
 
-    def __init__(self, mgmt: client.ApiClient) -> None:
+    A Secret is re-read at most every `fresh` seconds: a fleet's releases share two Secrets,
+    and reading them on every call was a fifth of the operator's time under a fleet. A rotated
+    kubeconfig is therefore picked up within `fresh` seconds."""
+
+    def __init__(self, mgmt: client.ApiClient, fresh: float = 10.0) -> None:
         self.core = client.CoreV1Api(mgmt)
-        self._cache: dict[tuple[str, str, str], tuple[str, client.ApiClient]] = {}
+        self.fresh = fresh
+        self._cache: dict[tuple[str, str, str], tuple[str, client.ApiClient, float]] = {}
 
     def api_client(self, namespace: str, name: str, key: str) -> client.ApiClient:
+        cached = self._cache.get((namespace, name, key))
+        if cached and time.monotonic() - cached[2] < self.fresh:
+            return cached[1]
         where = f"Secret {namespace}/{name}"
         try:
             secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=10)
@@ -43,8 +52,8 @@ class KubeconfigSecrets:
                 raise ClusterError(f"not allowed to read {where}") from None
             raise ClusterError(f"cannot read {where}: HTTP {exc.status}") from None
         version = secret.metadata.resource_version or ""
-        cached = self._cache.get((namespace, name, key))
         if cached and cached[0] == version:
+            self._cache[(namespace, name, key)] = (version, cached[1], time.monotonic())
             return cached[1]
         data = (secret.data or {}).get(key)
         if data is None:
@@ -56,7 +65,7 @@ class KubeconfigSecrets:
             raise ClusterError(
                 f"{where} key {key!r} does not hold a usable kubeconfig ({type(exc).__name__})"
             ) from None
-        self._cache[(namespace, name, key)] = (version, api)
+        self._cache[(namespace, name, key)] = (version, api, time.monotonic())
         return api
 
     def for_cluster(

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
+from sprintops.kube import pooled
+
 if TYPE_CHECKING:
     import boto3
 
@@ -105,4 +107,4 @@ def client_for(data: dict[str, Any], region: str) -> client.ApiClient:
 
     configuration.refresh_api_key_hook = refresh
     refresh(configuration)
-    return client.ApiClient(configuration)
+    return pooled(configuration)

@@ -8,6 +8,9 @@ import yaml
 from kubernetes import client, config
 
 FIELD_MANAGER = "sprintops"
+# Connections kept per cluster: more than the operator's worker threads (32), or every thread
+# beyond the pool pays a new TLS handshake per request (the default is 5 per core).
+POOL_SIZE = 64
 
 # The kinds sprintops applies, so no discovery round trip is needed: kind -> (plural, namespaced).
 _KINDS: dict[str, tuple[str, bool]] = {
@@ -35,8 +38,14 @@ def client_from_kubeconfig(
     data = yaml.safe_load(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
     if not isinstance(data, dict):
         raise ValueError("kubeconfig is not a YAML mapping")
-    api: client.ApiClient = config.new_client_from_config_dict(data, context=context)
-    return api
+    cfg = client.Configuration()
+    config.load_kube_config_from_dict(data, context=context, client_configuration=cfg)
+    return pooled(cfg)
+
+
+def pooled(cfg: client.Configuration) -> client.ApiClient:
+    cfg.connection_pool_maxsize = POOL_SIZE
+    return client.ApiClient(cfg)
 
 
 def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -95,9 +104,9 @@ def _patch(
 
 def mgmt_client() -> client.ApiClient:
     """In a pod: the ServiceAccount. Elsewhere: KUBECONFIG's current context, as kopf uses."""
+    cfg = client.Configuration()
     try:
-        config.load_incluster_config()
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:
-        api: client.ApiClient = config.new_client_from_config()
-        return api
+        config.load_kube_config(client_configuration=cfg)
+    return pooled(cfg)
