@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.localenv import seed
@@ -27,12 +29,16 @@ def _events(env: Env, name: str) -> list[str]:
 
 
 def test_canonical_release_rolls_out_to_success(
-    env: Env, operator: Operator, canonical_doc: dict
+    env: Env, operator: Operator, canonical_doc: dict, request: pytest.FixtureRequest
 ) -> None:
     name = canonical_doc["metadata"]["name"]
     spec = SprintReleaseSpec.model_validate(canonical_doc["spec"])
     delete_release(env, name)
-    seed.service_baseline({c: env.apis[c] for c in ("even", "odd")}, spec, "odd")
+    workloads = {c: env.apis[c] for c in ("even", "odd")}
+    seed.service_baseline(workloads, spec, "odd")
+    # Leave the canonical service as `make env-up` seeds it, for whoever runs next.
+    request.addfinalizer(lambda: seed.service_baseline(workloads, spec, "odd"))
+    request.addfinalizer(lambda: delete_release(env, name))
     seen: list[tuple[Weights | None, dict[str, Weights]]] = []
     with InvariantWatcher(env.apis, [Watched(NS, name, spec)]) as watcher:
         env.create(canonical_doc)

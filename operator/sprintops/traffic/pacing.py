@@ -50,13 +50,14 @@ class Pacer:
             self._sleep(at - now)
         return at - now
 
-    def settle(self) -> None:
+    def settle(self) -> float:
         """Sleeps until a slot is free without taking it, so that callers arriving
-        meanwhile can still join the request that takes it."""
+        meanwhile can still join the request that takes it; returns the seconds waited."""
         with self._lock:
             delay = self._next - self._clock()
         if delay > 0:
             self._sleep(delay)
+        return max(delay, 0.0)
 
 
 @dataclass(eq=False)
@@ -79,7 +80,7 @@ class GroupCommit(Generic[K, T, R]):
         self,
         send: Callable[[K, list[T]], Sequence[R | Exception]],
         take: Callable[[list[T]], int] = len,
-        settle: Callable[[], None] = lambda: None,
+        settle: Callable[[], object] = lambda: None,
     ) -> None:
         self._send, self._take, self._settle = send, take, settle
         self._queues: dict[K, list[_Item[T, R]]] = {}

@@ -157,10 +157,10 @@ class Route53Pairs:
         self._client_lock = threading.Lock()
         self._zone_ids: dict[str, str] = {}
         self._reads: GroupCommit[str, Route53, Weights | None] = GroupCommit(
-            self._read_zone, settle=self.pacer.settle
+            self._read_zone, settle=self._settle
         )
         self._writes: GroupCommit[str, list[Change], str] = GroupCommit(
-            self._write_zone, take=fitting, settle=self.pacer.settle
+            self._write_zone, take=fitting, settle=self._settle
         )
         self._changes: dict[str, tuple[str, float]] = {}  # change id -> (status, when seen)
         self._change_lock = threading.Lock()
@@ -181,6 +181,9 @@ class Route53Pairs:
 
     def _pace(self, **_: Any) -> None:
         metrics.ROUTE53_PACING_SECONDS.inc(self.pacer.wait())
+
+    def _settle(self) -> None:
+        metrics.ROUTE53_PACING_SECONDS.inc(self.pacer.settle())
 
     def zone_id(self, spec: Route53) -> str:
         if spec.hosted_zone.id:
