@@ -47,6 +47,12 @@ POLL = 1.0
 PAUSED_POLL = 30.0
 HISTORY = 60  # check results kept in status.analysis
 AVAILABLE_CHECK = "deployment-available"
+# A step's bake starting (or restarting): its checks count from zero.
+_CHECKS_START_OVER: dict[str, object] = {
+    "consecutive_failures": 0,
+    "last_check_at": None,
+    "last_check_passed": None,
+}
 
 
 @dataclass(frozen=True)
@@ -310,9 +316,7 @@ def _start_step(
                 *status.steps,
                 StepRecord(weight=want.of(target), started_at=timestamp(obs.now)),
             ],
-            "consecutive_failures": 0,
-            "last_check_at": None,
-            "last_check_passed": None,
+            **_CHECKS_START_OVER,
             "message": why,
             "conditions": _condition(
                 status.conditions, obs, "Progressing", True, reason="Stepping", message=why
@@ -414,9 +418,7 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
     resumed = _transition(status, obs, "Progressing", why, "Resumed").model_copy(
         update={
             "step_started_at": timestamp(obs.now),
-            "consecutive_failures": 0,
-            "last_check_at": None,
-            "last_check_passed": None,
+            **_CHECKS_START_OVER,
         }
     )
     return Plan(resumed, (Emit("Normal", "Resumed", why),), seconds(spec.analysis.interval))

@@ -490,7 +490,10 @@ def idle_1000(
 
 
 def run(layout: environment.Layout, out: Path, console: Console | None = None) -> dict[str, Any]:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log or a pipe: do not squeeze the table into 80 columns
+            console = Console(width=120)
     results: dict[str, Any] = {
         "machine": {
             "cores": _cores(),
