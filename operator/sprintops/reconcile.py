@@ -61,6 +61,13 @@ class Runtime:
     action_errors: dict[str, str] = field(default_factory=dict)
     fatal_errors: dict[str, str] = field(default_factory=dict)
     last_written: dict[str, str] = field(default_factory=dict)
+    # uid -> the step (its start time) whose Route 53 weights were read back after its bake.
+    route53_verified: dict[str, str] = field(default_factory=dict)
+
+
+def _drifted(where: str, found: Weights | None, want: Weights) -> str:
+    had = f"even={found.even} odd={found.odd}" if found else "an incomplete pair"
+    return f"drift: {where} had {had}, not the step's even={want.even} odd={want.odd}"
 
 
 def describe(exc: BaseException) -> str:
@@ -166,6 +173,8 @@ class Reconciler:
                 workload = await self._workload(spec, namespace, previous)
                 replicas = await asyncio.to_thread(workload.replicas, spec.service)
                 facts["scaled_down"] = not replicas
+            if not facts.get("drift") and self._route53_due(spec, status, now, uid):
+                facts["drift"] = await asyncio.to_thread(self._route53_drift, spec, status, uid)
         except HOLDING_ERRORS as exc:
             facts["blocker"] = describe(exc)
         return Observations(**facts)
@@ -174,17 +183,41 @@ class Reconciler:
         self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
     ) -> str | None:
         """Every VirtualService copy must still carry the step's weights (cheap reads,
-        once per check round; Route 53 is not re-read, to spare its API budget)."""
+        once per check round)."""
         istio = spec.traffic.istio
         for cluster in istio.clusters:
             vs = VirtualServices(self.rt.secrets.for_cluster(spec, namespace, cluster), cluster)
             with translated(f"cannot read the VirtualService in cluster {cluster}"):
                 found = vs.check(istio)
             if status.weights is not None and found != status.weights:
-                return (
-                    f"drift: VirtualService in {cluster} had even={found.even} odd={found.odd}, "
-                    f"not the step's even={status.weights.even} odd={status.weights.odd}"
-                )
+                return _drifted(f"VirtualService in {cluster}", found, status.weights)
+        return None
+
+    def _route53_due(
+        self, spec: SprintReleaseSpec, status: SprintReleaseStatus, now: dt.datetime, uid: str
+    ) -> bool:
+        """Route 53 is read back once per step, once its bake is over, before the gate can
+        pass: more traffic never moves on top of a hand edit, and the API budget holds (a
+        fleet's reads of one zone share a listing)."""
+        started = status.step_started_at
+        return (
+            status.phase == "Progressing"
+            and status.weights is not None
+            and started is not None
+            and self.rt.route53_verified.get(uid) != started
+            and (now - parse_timestamp(started)).total_seconds() >= seconds(spec.analysis.bake_time)
+        )
+
+    def _route53_drift(
+        self, spec: SprintReleaseSpec, status: SprintReleaseStatus, uid: str
+    ) -> str | None:
+        want, started = status.weights, status.step_started_at
+        if want is None or started is None:  # not in a step: nothing to compare with
+            return None
+        live = self.rt.route53.read(spec.traffic.route53)
+        if live != want:
+            return _drifted("Route 53", live, want)
+        self.rt.route53_verified[uid] = started
         return None
 
     def _prometheus(self, spec: SprintReleaseSpec) -> str:

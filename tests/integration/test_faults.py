@@ -108,6 +108,27 @@ def test_hand_edited_virtual_service_is_restored(
     assert env.status(name)["stepIndex"] == 0  # restored the step, did not move on
 
 
+def test_hand_edited_route53_is_restored_before_the_gate_passes(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("r53-drift", analysis__bakeTime="6s")
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    # In the last step, so nothing but the restore can put the weights back.
+    wait_status(env, name, lambda s: s.get("stepIndex") == 2 and bool(s.get("stepStartedAt")))
+    pairs = env.route53()
+    pairs.wait_insync(pairs.write(spec.traffic.route53, Weights(even=50, odd=50)))
+    status = wait_status(env, name, lambda s: "Route 53 had" in (s.get("message") or ""), 20)
+    assert status["message"].startswith(
+        "drift: Route 53 had even=50 odd=50, not the step's even=100 odd=0"
+    ), status["message"]
+    assert status["phase"] == "Progressing"  # the gate did not pass on top of the edit
+    obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=30)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert pairs.read(spec.traffic.route53) == Weights(even=100, odd=0)
+    assert [s["weight"] for s in obj["status"]["steps"]] == [10, 50, 100]
+
+
 def test_garbage_kubeconfig_is_reported_and_never_leaked(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
