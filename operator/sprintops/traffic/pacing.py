@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -18,16 +19,17 @@ K = TypeVar("K")
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Gaps are measured here, the limit is counted where requests arrive: the slack absorbs the
-# jitter between the two (0.02 s was not enough on a loaded 2-core machine).
-SLACK_SECONDS = 0.05
+# Send times are taken here, the limit is counted where requests arrive: the slack absorbs
+# the jitter between the two on a loaded machine (0.02 s was not enough on 2 busy cores).
+SLACK_SECONDS = 0.25
 
 
 class Pacer:
-    """At most `rate` requests in any one-second window: one request per 1/rate seconds.
+    """At most `rate` requests in any one-second window, as the server counts them.
 
-    A fixed gap rather than a burst bucket, because a burst followed by a refill can put twice
-    the rate into one window. `rate` 0 turns pacing off."""
+    A sliding window over the last `rate` send times: up to `rate` requests go at once (a
+    read and the write right after it do not wait for each other), and no window of
+    1 s + slack ever holds more. `rate` 0 turns pacing off."""
 
     def __init__(
         self,
@@ -35,17 +37,25 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.gap = 1.0 / rate + SLACK_SECONDS if rate > 0 else 0.0
+        self.count = max(1, int(rate)) if rate > 0 else 0
+        self.window = self.count / rate + SLACK_SECONDS if rate > 0 else 0.0
         self._clock, self._sleep = clock, sleep
-        self._next = 0.0
+        self._sent: deque[float] = deque(maxlen=max(1, self.count))
         self._lock = threading.Lock()
+
+    def _free_at(self, now: float) -> float:
+        if not self.count or len(self._sent) < self.count:
+            return now
+        return max(now, self._sent[0] + self.window)
 
     def wait(self) -> float:
         """Takes the next slot, sleeping until it comes; returns the seconds waited."""
+        if not self.count:
+            return 0.0
         with self._lock:
             now = self._clock()
-            at = max(now, self._next)
-            self._next = at + self.gap
+            at = self._free_at(now)
+            self._sent.append(at)
         if at > now:
             self._sleep(at - now)
         return at - now
@@ -54,10 +64,11 @@ class Pacer:
         """Sleeps until a slot is free without taking it, so that callers arriving
         meanwhile can still join the request that takes it; returns the seconds waited."""
         with self._lock:
-            delay = self._next - self._clock()
+            now = self._clock()
+            delay = self._free_at(now) - now
         if delay > 0:
             self._sleep(delay)
-        return max(delay, 0.0)
+        return delay
 
 
 @dataclass(eq=False)

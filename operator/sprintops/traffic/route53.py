@@ -175,7 +175,7 @@ class Route53Pairs:
             return self._client
 
     def _adopt(self, client: Route53Client) -> Route53Client:
-        if self.pacer.gap > 0:
+        if self.pacer.count:
             client.meta.events.register("before-send.route53", self._pace)
         return client
 
