@@ -163,7 +163,7 @@ def step_overhead(layout: environment.Layout, runs: int = 5) -> dict[str, Any]:
             watcher.start()
             started = time.time()
             custom.create_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, doc)
-            obj = _wait_terminal(custom, name)
+            obj = _wait_terminal(custom, {name}, timeout=120)[name]
             watcher.stop.set()
             watcher.join()
             status = SprintReleaseStatus.model_validate(obj["status"])
@@ -188,20 +188,6 @@ def step_overhead(layout: environment.Layout, runs: int = 5) -> dict[str, Any]:
         "runs": runs,
         "targets": {"overhead_ms_operator.p95": "<= 250"},
     }
-
-
-def _wait_terminal(
-    custom: client.CustomObjectsApi, name: str, timeout: float = 120
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        obj: dict[str, Any] = custom.get_namespaced_custom_object(
-            api.GROUP, api.VERSION, NS, api.PLURAL, name
-        )
-        if (obj.get("status") or {}).get("phase") in api.TERMINAL_PHASES:
-            return obj
-        time.sleep(0.1)
-    raise TimeoutError(f"{name} did not finish in {timeout}s")
 
 
 # --- fleet_100
@@ -305,7 +291,7 @@ class FleetRig:
                     self.docs,
                 )
             )
-        objs = _wait_all_terminal(custom, {d["metadata"]["name"] for d in self.docs})
+        objs = _wait_terminal(custom, {d["metadata"]["name"] for d in self.docs})
         wall = time.monotonic() - started
         sampler.stop.set()
         sampler.join()
@@ -364,7 +350,7 @@ def _wait_serving(operator: OperatorProcess, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def _wait_all_terminal(
+def _wait_terminal(
     custom: client.CustomObjectsApi, names: set[str], timeout: float = 600
 ) -> dict[str, dict[str, Any]]:
     """The releases' objects once every one of them is in a terminal phase. A watch, not a
