@@ -170,3 +170,25 @@ def first_step_started(env: Env, name: str, timeout: float = 60) -> dict[str, An
     return wait_status(
         env, name, lambda s: s.get("stepIndex") == 0 and bool(s.get("stepStartedAt")), timeout
     )
+
+
+def wait_events(
+    env: Env,
+    name: str,
+    holds: Callable[[list[Any]], bool],
+    timeout: float = 10,
+    namespace: str = "releases",
+) -> list[Any]:
+    """Events of the release now called `name` (not of an earlier namesake), oldest first,
+    once `holds` says yes. kopf posts Events after the status patch, in the background."""
+    obj = env.custom().get_namespaced_custom_object(
+        api.GROUP, api.VERSION, namespace, api.PLURAL, name
+    )
+    selector = f"involvedObject.uid={obj['metadata']['uid']}"
+    deadline = time.monotonic() + timeout
+    while True:
+        items = env.core("mgmt").list_namespaced_event(namespace, field_selector=selector).items
+        events = sorted(items, key=lambda e: e.event_time or e.metadata.creation_timestamp)
+        if holds(events) or time.monotonic() > deadline:
+            return events
+        time.sleep(0.2)

@@ -20,7 +20,14 @@ from sprintops.localenv.invariants import InvariantWatcher, Watched
 from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of, with_weights
 from tests.conftest import REPO
-from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
+from tests.integration.conftest import (
+    Env,
+    Operator,
+    first_step_started,
+    wait_events,
+    wait_phase,
+    wait_status,
+)
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 ODD_LIVE = Weights(even=0, odd=100)
@@ -121,13 +128,8 @@ def test_hand_edited_route53_is_restored_before_the_gate_passes(
     obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=30)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     # The drift message lives in status only until the restore; the Event keeps it.
-    selector = f"involvedObject.uid={obj['metadata']['uid']}"
-    drift: list[str] = []
-    deadline = time.monotonic() + 5  # kopf posts Events in the background
-    while not drift and time.monotonic() < deadline:
-        events = env.core("mgmt").list_namespaced_event("releases", field_selector=selector)
-        drift = [e.message for e in events.items if e.reason == "DriftCorrected"]
-        time.sleep(0.2)
+    events = wait_events(env, name, lambda es: any(e.reason == "DriftCorrected" for e in es))
+    drift = [e.message for e in events if e.reason == "DriftCorrected"]
     assert any(
         m.startswith("drift: Route 53 had even=50 odd=50, not the step's even=100 odd=0")
         for m in drift
@@ -168,6 +170,8 @@ def test_garbage_kubeconfig_is_reported_and_never_leaked(
         )
         time.sleep(2)
         assert env.traffic(spec) == before
+        # Once the Blocked Event is out, no Event in the namespace may hold the Secret's content.
+        wait_events(env, name, lambda es: any(e.reason == "Blocked" for e in es))
         events = env.core("mgmt").list_namespaced_event("releases").items
         assert not any(canary in (e.message or "") for e in events)
         assert canary not in str(env.status(name))

@@ -15,7 +15,14 @@ import yaml
 from sprintops.api import SprintReleaseSpec
 from sprintops.localenv.controlplane import Credentials, kubeconfig, write_kubeconfig
 from sprintops.localenv.processes import free_port
-from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
+from tests.integration.conftest import (
+    Env,
+    Operator,
+    first_step_started,
+    wait_events,
+    wait_phase,
+    wait_status,
+)
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 
@@ -51,6 +58,7 @@ def test_list_status_history(env: Env, operator: Operator, release_of: ReleaseOf
     name = doc["metadata"]["name"]
     env.create(doc)
     wait_phase(env, name, {"Succeeded"}, timeout=90)
+    wait_events(env, name, lambda es: any(e.reason == "Succeeded" for e in es))
     listed = kubectl_sprint(env, "list")
     assert listed.returncode == 0, listed.stderr
     line = next(line for line in listed.stdout.splitlines() if name in line)

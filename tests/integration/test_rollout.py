@@ -12,20 +12,23 @@ from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.localenv import seed
 from sprintops.localenv.invariants import InvariantWatcher, Watched
-from tests.integration.conftest import Env, Operator, delete_release, wait_phase, wait_status
+from tests.integration.conftest import (
+    Env,
+    Operator,
+    delete_release,
+    wait_events,
+    wait_phase,
+    wait_status,
+)
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 NS = "releases"
 
 
-def _events(env: Env, name: str) -> list[str]:
-    """Reasons of the Events of the release now called `name` (not of an earlier namesake)."""
-    obj = env.custom().get_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
-    selector = f"involvedObject.uid={obj['metadata']['uid']}"
-    items = env.core("mgmt").list_namespaced_event(NS, field_selector=selector).items
-    return [
-        e.reason for e in sorted(items, key=lambda e: e.event_time or e.metadata.creation_timestamp)
-    ]
+def _reasons(env: Env, name: str, *wanted: str) -> list[str]:
+    """Reasons of the release's Events, once every one of `wanted` is among them (or 10 s on)."""
+    events = wait_events(env, name, lambda es: set(wanted) <= {e.reason for e in es})
+    return [e.reason for e in events]
 
 
 def test_canonical_release_rolls_out_to_success(
@@ -77,7 +80,7 @@ def test_canonical_release_rolls_out_to_success(
     assert st["weights"] == {"even": 100, "odd": 0}
     assert [s["weight"] for s in st["steps"]] == [10, 50, 100]
     assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
-    reasons = _events(env, name)
+    reasons = _reasons(env, name, "Succeeded")
     assert reasons[:2] == ["Deploying", "DeploymentAvailable"]
     assert reasons.count("StepApplied") == 3 and reasons[-1] == "Succeeded"
 
@@ -92,7 +95,7 @@ def test_live_target_is_refused_without_touching_traffic(
     obj = wait_phase(env, doc["metadata"]["name"], {"Failed"}, timeout=30)
     assert "target cluster even is live" in obj["status"]["message"]
     assert env.traffic(spec) == before
-    assert "TargetLive" in _events(env, doc["metadata"]["name"])
+    assert "TargetLive" in _reasons(env, doc["metadata"]["name"], "TargetLive")
 
 
 def test_missing_kubeconfig_secret_is_reported_and_traffic_untouched(
@@ -106,7 +109,7 @@ def test_missing_kubeconfig_secret_is_reported_and_traffic_untouched(
     assert status["message"] == "Secret releases/cluster-missing not found", status
     time.sleep(2)
     assert env.traffic(spec) == before
-    assert "Blocked" in _events(env, name)
+    assert "Blocked" in _reasons(env, name, "Blocked")
 
 
 def test_virtual_service_without_the_route_blocks_before_route53_moves(
@@ -124,7 +127,7 @@ def test_virtual_service_without_the_route_blocks_before_route53_moves(
     # The step was recorded, but Route 53 was never changed for it.
     assert status["phase"] == "Progressing" and status["stepIndex"] == 0
     assert env.route53().read(spec.traffic.route53) == Weights(even=0, odd=100)
-    assert "Blocked" in _events(env, name)
+    assert "Blocked" in _reasons(env, name, "Blocked")
 
 
 def test_operator_killed_mid_rollout_finishes_the_release(
