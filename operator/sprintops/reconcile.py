@@ -301,8 +301,9 @@ class Reconciler:
         s = result.status
         w = s.weights
         actions = ",".join(type(a).__name__ for a in result.actions if not isinstance(a, Emit))
+        events = ",".join(a.reason for a in result.actions if isinstance(a, Emit))
         log.info(
-            "release=%s/%s sprint=%s phase=%s step=%s weights=even:%s,odd:%s actions=%s",
+            "release=%s/%s sprint=%s phase=%s step=%s weights=even:%s,odd:%s actions=%s events=%s",
             obj["metadata"]["namespace"],
             obj["metadata"]["name"],
             spec.sprint,
@@ -311,6 +312,7 @@ class Reconciler:
             w.even if w else "-",
             w.odd if w else "-",
             actions or "-",
+            events or "-",
         )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -81,8 +83,23 @@ class Env:
         return result
 
 
+def _keep_logs(layout: environment.Layout) -> None:
+    """After a failure the environment goes, but its logs stay, and CI shows their warnings."""
+    kept = layout.repo / ".sprintops" / "failed-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(layout.root / "logs", kept)
+    log = kept / "operator-tests.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    worth = [line for line in lines if " WARNING " in line or " ERROR " in line]
+    sys.__stdout__.write(
+        f"\n--- operator-tests.log, last warnings and errors (all logs kept in {kept}):\n"
+        + "\n".join(worth[-40:])
+        + "\n"
+    )
+
+
 @pytest.fixture(scope="session")
-def env() -> Iterator[Env]:
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     layout = environment.Layout(REPO)
     reused = environment.is_running(layout)
     state = environment.up(layout)
@@ -95,6 +112,8 @@ def env() -> Iterator[Env]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        if request.session.testsfailed and (layout.root / "logs").is_dir():
+            _keep_logs(layout)
         if not reused:
             environment.down(layout)
 

@@ -15,6 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from sprintops import api
+from sprintops.localenv import fleet
 from tests.integration.conftest import Env
 
 Doc = dict[str, Any]
@@ -283,8 +284,8 @@ def test_defaults_fill_optional_fields(env: Env, canonical_doc: Doc) -> None:
     ("path", "value"), [("spec.sprint", 44), ("spec.service.name", "other-service")]
 )
 def test_immutable_after_creation(env: Env, canonical_doc: Doc, path: str, value: Any) -> None:
-    doc = copy.deepcopy(canonical_doc)
-    doc["metadata"]["name"] = f"immutable-{uuid.uuid4().hex[:8]}"
+    # Its own service and record: an operator that sees it must not touch the canonical pair.
+    doc = fleet.release_doc(canonical_doc, f"immutable-{uuid.uuid4().hex[:8]}")
     created = _create(env, doc, dry_run=False)
     try:
         _set(path, value)(created)
@@ -295,15 +296,12 @@ def test_immutable_after_creation(env: Env, canonical_doc: Doc, path: str, value
         assert info.value.status == 422
         assert f"{path} is immutable" in str(info.value.body)
     finally:
-        env.custom().delete_namespaced_custom_object(
-            api.GROUP, api.VERSION, NS, api.PLURAL, doc["metadata"]["name"]
-        )
+        fleet.remove(env.custom(), doc["metadata"]["name"], NS)
 
 
 def test_status_fields_are_kept(env: Env, canonical_doc: Doc) -> None:
     """Undeclared status fields would be pruned silently; every declared one must survive."""
-    doc = copy.deepcopy(canonical_doc)
-    doc["metadata"]["name"] = f"status-{uuid.uuid4().hex[:8]}"
+    doc = fleet.release_doc(canonical_doc, f"status-{uuid.uuid4().hex[:8]}")
     name = doc["metadata"]["name"]
     _create(env, doc, dry_run=False)
     status = {
@@ -341,7 +339,7 @@ def test_status_fields_are_kept(env: Env, canonical_doc: Doc) -> None:
         assert stored["status"]["weights"] == {"even": 50, "odd": 50}
         assert stored["status"]["analysis"][0]["threshold"] == ">= 99"
     finally:
-        env.custom().delete_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
+        fleet.remove(env.custom(), name, NS)
 
 
 def test_oversized_specs_are_bounded(env: Env, canonical_doc: Doc) -> None:

@@ -29,6 +29,7 @@ def test_bench_smoke(env: Env, operator: Operator) -> None:
         "operator_peak_rss_mb",
     }
     assert all(set(f) == {"median", "p95", "n"} and f["n"] == 1 for f in figures.values())
-    # Three releases of three steps: some writes, and the apiservers counted the operator.
-    assert 1 <= figures["route53_change_batches"]["median"] <= 9
+    # Three releases of three steps: some writes (at most one per step, and a retry or so),
+    # and the apiservers counted the operator.
+    assert 1 <= figures["route53_change_batches"]["median"] <= 12
     assert figures["kube_requests_per_release"]["median"] > 0

@@ -118,12 +118,13 @@ def test_hand_edited_virtual_service_is_restored(
 def test_hand_edited_route53_is_restored_before_the_gate_passes(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
-    doc, spec = release_of("r53-drift", analysis__bakeTime="6s")
+    doc, spec = release_of("r53-drift", analysis__bakeTime="8s")
     name = doc["metadata"]["name"]
+    pairs = env.route53()
+    pairs.read(spec.traffic.route53)  # client and zone id ready: the edit must land mid-bake
     env.create(doc)
     # In the last step, so nothing but the restore can put the weights back.
     wait_status(env, name, lambda s: s.get("stepIndex") == 2 and bool(s.get("stepStartedAt")))
-    pairs = env.route53()
     pairs.wait_insync(pairs.write(spec.traffic.route53, Weights(even=50, odd=50)))
     obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=30)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
@@ -274,10 +275,12 @@ def test_two_replicas_only_one_acts_and_failover_continues(
     doc, spec = release_of("peered", analysis__bakeTime="6s")
     name = doc["metadata"]["name"]
     operator.stop()
-    leader.start()
-    standby.start()
+    for peer in (leader, standby):
+        peer.log.unlink(missing_ok=True)  # an earlier run's lines would answer for this one
+        peer.start()
     try:
-        time.sleep(5)  # both peers see each other
+        _wait_peers(env, "sprintops-ha", {100, 200})
+        time.sleep(1)  # the standby reads the leader's record and pauses
         with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
             env.create(doc)
             first_step_started(env, name)
@@ -293,6 +296,21 @@ def test_two_replicas_only_one_acts_and_failover_continues(
         leader.stop()
         standby.stop()
         operator.start()
+
+
+def _wait_peers(env: Env, peering: str, priorities: set[int], timeout: float = 60) -> None:
+    """Until every priority is announced in the peering (kopf keeps peers in its status)."""
+    deadline = time.monotonic() + timeout
+    seen: set[int] = set()
+    while time.monotonic() < deadline:
+        obj = env.custom().get_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", peering
+        )
+        seen = {int(p.get("priority", 0)) for p in (obj.get("status") or {}).values()}
+        if priorities <= seen:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"peering {peering}: priorities {seen}, not {priorities}")
 
 
 def _exists(env: Env) -> bool:

@@ -72,9 +72,10 @@ def test_prometheus_down_holds_then_resumes(
     doc, _spec = release_of("prom-resume", analysis__bakeTime="4s", analysis__progressDeadline="5m")
     name = doc["metadata"]["name"]
     env.create(doc)
-    first_step_started(env, name)
+    # Down before the first step starts, so no check of step 1 can pass before the outage.
     environment.stop_prometheus(env.state)
     try:
+        first_step_started(env, name)
         held = wait_status(
             env,
             name,
@@ -100,7 +101,7 @@ def test_prometheus_down_holds_then_resumes(
 def test_prometheus_down_rolls_back_at_the_progress_deadline(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
-    doc, spec = release_of("prom-deadline", analysis__progressDeadline="12s")
+    doc, spec = release_of("prom-deadline", analysis__progressDeadline="20s")
     name = doc["metadata"]["name"]
     env.create(doc)
     first_step_started(env, name)
@@ -111,7 +112,7 @@ def test_prometheus_down_rolls_back_at_the_progress_deadline(
         environment.start_prometheus(env.layout, env.state)
     status = obj["status"]
     assert status["phase"] == "RolledBack", status
-    assert "did not pass its checks within 12s" in status["message"]
+    assert "did not pass its checks within 20s" in status["message"]
     assert status["consecutiveFailures"] == 0  # held, never failed
     assert env.route53().read(spec.traffic.route53) == ODD_LIVE
 

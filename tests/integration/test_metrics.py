@@ -37,7 +37,7 @@ def value(
 def test_metrics_during_and_after_a_rollout(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
-    doc, _ = release_of("metered", analysis__bakeTime="4s")
+    doc, _ = release_of("metered", analysis__bakeTime="6s")
     name = doc["metadata"]["name"]
     env.create(doc)
     first_step_started(env, name)
@@ -50,8 +50,8 @@ def test_metrics_during_and_after_a_rollout(
     assert value(after, "sprintops_release_weight_percent", release=name, cluster="even") == 100
     assert value(after, "sprintops_releases", phase="Succeeded") >= 1
     assert value(after, "sprintops_step_duration_seconds_count") >= 3
-    # Each step baked 4s, so the steps' total time is at least 12s and not absurdly more.
-    assert 12 <= value(after, "sprintops_step_duration_seconds_sum") < 600
+    # Each step baked 6s, so the steps' total time is at least 18s and not absurdly more.
+    assert 18 <= value(after, "sprintops_step_duration_seconds_sum") < 600
     assert (
         value(after, "sprintops_check_results_total", metric="request-success-rate", verdict="pass")
         >= 3

@@ -56,7 +56,8 @@ def test_canonical_release_rolls_out_to_success(
             time.sleep(0.1)
     assert status["phase"] == "Succeeded", status
     assert not watcher.violations, watcher.violations
-    assert watcher.samples > 50
+    # The watcher kept up: it saw the new cluster reach full weight, not just the ends.
+    assert watcher.samples > 10 and watcher.tracks[f"{NS}/{name}"].max_target_weight == 100
     # Route 53 and both VirtualService copies moved together through every step, in order.
     splits = [
         Weights(even=0, odd=100),
