@@ -43,6 +43,8 @@ DUMMY_AWS = {
     "AWS_REGION": "us-east-1",
 }
 LIVE: Cluster = "odd"  # sprint 41 is live in odd
+# In the order ControlPlane.start_controllers starts them (mgmt runs only the first).
+_CONTROLLERS = ["controller-manager", "scheduler", "kwok"]
 
 
 @dataclass
@@ -202,7 +204,7 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
         own = kubeconfig({cluster: state.servers[cluster]}, creds, creds.admin)
         path = write_kubeconfig(layout.root / f"kubeconfig-{cluster}", own)
         pids = plane.start_controllers(cluster, path)
-        names = ["controller-manager", "scheduler", "kwok"][: len(pids)]
+        names = _CONTROLLERS[: len(pids)]
         state.pids.update({f"{n}-{cluster}": p for n, p in zip(names, pids, strict=True)})
     step("started kube-controller-manager (all), kube-scheduler and kwok (even, odd)")
 
@@ -279,7 +281,11 @@ def stop_apiserver(state: State, cluster: str) -> None:
 
 
 def start_apiserver(layout: Layout, state: State, cluster: str) -> None:
-    """Restarts a stopped apiserver on its old address, so every kubeconfig still works."""
+    """Restarts a stopped apiserver on its old address, so every kubeconfig still works.
+
+    Its controllers restart with it, as on a control-plane node that comes back: after an
+    outage their watches back off for up to a minute, and a Deployment created in that
+    minute would wait for them, whatever the operator does."""
     bins = {name: Path(path) for name, path in state.bins.items()}
     plane = ControlPlane(layout.root, bins, Credentials.load(layout.root / "certs"))
     port = int(state.servers[cluster].rsplit(":", 1)[1])
@@ -287,6 +293,12 @@ def start_apiserver(layout: Layout, state: State, cluster: str) -> None:
     state.pids[f"apiserver-{cluster}"] = pid
     layout.save(state)
     plane.wait_apiserver(cluster, pid, port)
+    names = [n for n in _CONTROLLERS if f"{n}-{cluster}" in state.pids]
+    for name in names:
+        stop(state.pids[f"{name}-{cluster}"])
+    pids = plane.start_controllers(cluster, layout.root / f"kubeconfig-{cluster}")
+    state.pids.update({f"{n}-{cluster}": p for n, p in zip(names, pids, strict=True)})
+    layout.save(state)
 
 
 def stop_prometheus(state: State) -> None:
