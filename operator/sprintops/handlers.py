@@ -136,7 +136,18 @@ def needs_daemon(body: kopf.Body, **_: Any) -> bool:
     return status.get("phase") == "Succeeded" and not status.get("scaledDownAt")
 
 
-@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=5, when=needs_daemon)
+# Without a backoff kopf cancels a daemon the moment it sees the final status, which can
+# land between our status write and the Event that follows it. With one, it sets `stopped`
+# and lets the reconcile in flight finish. Short: a deletion waits for it before the
+# finalizer goes.
+@kopf.daemon(
+    api.GROUP,
+    api.VERSION,
+    api.PLURAL,
+    cancellation_backoff=2,
+    cancellation_timeout=5,
+    when=needs_daemon,
+)
 async def rollout(
     *,
     name: str,
