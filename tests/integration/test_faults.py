@@ -172,7 +172,8 @@ def test_garbage_kubeconfig_is_reported_and_never_leaked(
         time.sleep(2)
         assert env.traffic(spec) == before
         # Once the Blocked Event is out, no Event in the namespace may hold the Secret's content.
-        wait_events(env, name, lambda es: any(e.reason == "Blocked" for e in es))
+        blocked = wait_events(env, name, lambda es: any(e.reason == "Blocked" for e in es))
+        assert any(e.reason == "Blocked" for e in blocked), blocked
         events = env.core("mgmt").list_namespaced_event("releases").items
         assert not any(canary in (e.message or "") for e in events)
         assert canary not in str(env.status(name))

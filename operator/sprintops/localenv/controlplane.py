@@ -204,11 +204,13 @@ class ControlPlane:
             log=self.logs / f"apiserver-{cluster}.log",
         )
 
-    def start_controllers(self, cluster: str, admin_kubeconfig: Path) -> list[int]:
+    def start_controllers(self, cluster: str, admin_kubeconfig: Path) -> dict[str, int]:
+        """Their pids by name: kube-controller-manager everywhere, kube-scheduler and kwok
+        on the workload clusters."""
         c = self.creds
         controllers = MGMT_CONTROLLERS if cluster == "mgmt" else WORKLOAD_CONTROLLERS
-        pids = [
-            spawn(
+        pids = {
+            "controller-manager": spawn(
                 [
                     str(self.bins["kube-controller-manager"]),
                     f"--kubeconfig={admin_kubeconfig}",
@@ -226,33 +228,29 @@ class ControlPlane:
                 ],
                 self.logs / f"controller-manager-{cluster}.log",
             )
-        ]
+        }
         if cluster == "mgmt":
             return pids
-        pids.append(
-            spawn(
-                [
-                    str(self.bins["kube-scheduler"]),
-                    f"--kubeconfig={admin_kubeconfig}",
-                    "--secure-port=0",
-                    "--leader-elect=false",
-                    *CLIENT_RATE,
-                ],
-                self.logs / f"scheduler-{cluster}.log",
-            )
+        pids["scheduler"] = spawn(
+            [
+                str(self.bins["kube-scheduler"]),
+                f"--kubeconfig={admin_kubeconfig}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                *CLIENT_RATE,
+            ],
+            self.logs / f"scheduler-{cluster}.log",
         )
-        pids.append(
-            spawn(
-                [
-                    str(self.bins["kwok"]),
-                    f"--kubeconfig={admin_kubeconfig}",
-                    "--manage-all-nodes=false",
-                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    "--cidr=10.244.0.1/16",
-                    "--node-ip=10.244.0.1",
-                    f"--server-address=127.0.0.1:{free_port()}",
-                ],
-                self.logs / f"kwok-{cluster}.log",
-            )
+        pids["kwok"] = spawn(
+            [
+                str(self.bins["kwok"]),
+                f"--kubeconfig={admin_kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--cidr=10.244.0.1/16",
+                "--node-ip=10.244.0.1",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ],
+            self.logs / f"kwok-{cluster}.log",
         )
         return pids

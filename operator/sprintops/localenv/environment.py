@@ -43,8 +43,6 @@ DUMMY_AWS = {
     "AWS_REGION": "us-east-1",
 }
 LIVE: Cluster = "odd"  # sprint 41 is live in odd
-# In the order ControlPlane.start_controllers starts them (mgmt runs only the first).
-_CONTROLLERS = ["controller-manager", "scheduler", "kwok"]
 
 
 @dataclass
@@ -204,8 +202,7 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
         own = kubeconfig({cluster: state.servers[cluster]}, creds, creds.admin)
         path = write_kubeconfig(layout.root / f"kubeconfig-{cluster}", own)
         pids = plane.start_controllers(cluster, path)
-        names = _CONTROLLERS[: len(pids)]
-        state.pids.update({f"{n}-{cluster}": p for n, p in zip(names, pids, strict=True)})
+        state.pids.update({f"{name}-{cluster}": pid for name, pid in pids.items()})
     step("started kube-controller-manager (all), kube-scheduler and kwok (even, odd)")
 
     wait_for("moto", lambda: _http_ok(state.route53_url + "/moto-api/"), 30, pid=state.pids["moto"])
@@ -293,11 +290,11 @@ def start_apiserver(layout: Layout, state: State, cluster: str) -> None:
     state.pids[f"apiserver-{cluster}"] = pid
     layout.save(state)
     plane.wait_apiserver(cluster, pid, port)
-    names = [n for n in _CONTROLLERS if f"{n}-{cluster}" in state.pids]
-    for name in names:
-        stop(state.pids[f"{name}-{cluster}"])
+    # The cluster's controllers: every process named for it but its apiserver.
+    for key in [k for k in state.pids if k.endswith(f"-{cluster}") and k != f"apiserver-{cluster}"]:
+        stop(state.pids.pop(key))
     pids = plane.start_controllers(cluster, layout.root / f"kubeconfig-{cluster}")
-    state.pids.update({f"{n}-{cluster}": p for n, p in zip(names, pids, strict=True)})
+    state.pids.update({f"{name}-{cluster}": pid for name, pid in pids.items()})
     layout.save(state)
 
 
