@@ -65,6 +65,22 @@ def rules(*pairs: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": out}
 
 
+# On the whole object, because only there can a rule see the status: the Route 53 record and
+# the VirtualService route are fixed while traffic is on the move, or a rollback would move
+# the new target and leave the old one split.
+OBJECT_RULES = rules(
+    (
+        "!has(oldSelf.status) || !has(oldSelf.status.weights) || !has(oldSelf.status.phase)"
+        " || oldSelf.status.phase in ['RolledBack', 'Succeeded', 'Failed']"
+        " || (self.spec.traffic.route53 == oldSelf.spec.traffic.route53"
+        " && self.spec.traffic.istio == oldSelf.spec.traffic.istio)",
+        "spec.traffic.route53 and spec.traffic.istio cannot change while the release's traffic "
+        "is moving; abort the release first",
+        ".spec.traffic",
+    )
+)
+
+
 class Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -546,6 +562,22 @@ class SprintReleaseStatus(Model):
     """When the previous cluster's Deployment is due to be scaled to 0 (RFC 3339)."""
     scaled_down_at: str | None = None
     """When the previous cluster's Deployment was scaled to 0 (RFC 3339)."""
+    scale_down_skipped: str | None = None
+    """Why the previous cluster's Deployment was left running after all."""
+    paused_at: str | None = None
+    """When the release was paused (RFC 3339); it holds until a resume newer than this."""
+    pause_reason: str | None = None
+    """PausedByRequest or ChecksFailed."""
+    blocked_since: str | None = None
+    """When the blocker in status.message was first seen (RFC 3339); counts toward
+    spec.analysis.progressDeadline."""
+    spec_hash: str | None = None
+    """Hash of what shapes the rollout (service, traffic, analysis) as this run started it."""
+    pending_copies: Annotated[
+        list[Cluster], Field(max_length=2, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = []
+    """VirtualService copies not yet at status.weights (their cluster did not answer);
+    repaired when it returns."""
 
     def merge_patch(self, stored: dict[str, Any] | None) -> dict[str, Any]:
         """A JSON merge patch from the stored status to this one: unset fields become null

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sprintops import eks, manifests
 from sprintops.api import ServiceSpec, SprintReleaseSpec
-from sprintops.kube import apply, client_from_kubeconfig
+from sprintops.kube import apply, client_from_kubeconfig, json_patch, object_path
 from sprintops.manifests import LABEL_SPRINT
 from sprintops.plan import TargetDeployment
 
@@ -24,6 +24,10 @@ from sprintops.plan import TargetDeployment
 class ClusterError(Exception):
     """Why a workload cluster cannot be used. The message is safe for status and Events:
     it never holds the Secret's content."""
+
+
+class SameClusterError(ClusterError):
+    """The even and odd Secrets reach one cluster: no retry can make that safe."""
 
 
 class KubeconfigSecrets:
@@ -37,6 +41,8 @@ class KubeconfigSecrets:
         self.core = client.CoreV1Api(mgmt)
         self.fresh = fresh
         self._cache: dict[tuple[str, str, str], tuple[str, client.ApiClient, float]] = {}
+        # A Secret's version -> the uid of its cluster's kube-system namespace.
+        self._uids: dict[tuple[str, str, str, str], str] = {}
 
     def api_client(self, namespace: str, name: str, key: str) -> client.ApiClient:
         cached = self._cache.get((namespace, name, key))
@@ -74,6 +80,19 @@ class KubeconfigSecrets:
         ref = getattr(spec.clusters, cluster).kubeconfig_secret_ref
         return self.api_client(namespace, ref.name, ref.key)
 
+    def cluster_uid(self, spec: SprintReleaseSpec, namespace: str, cluster: str) -> str:
+        """Which cluster a Secret really reaches: its kube-system namespace's uid, cached
+        per version of the Secret."""
+        ref = getattr(spec.clusters, cluster).kubeconfig_secret_ref
+        api = self.api_client(namespace, ref.name, ref.key)
+        version = self._cache[(namespace, ref.name, ref.key)][0]
+        key = (namespace, ref.name, ref.key, version)
+        if key not in self._uids:
+            with translated(f"cannot identify cluster {cluster}"):
+                found = client.CoreV1Api(api).read_namespace("kube-system", _request_timeout=10)
+            self._uids[key] = str(found.metadata.uid)
+        return self._uids[key]
+
 
 def _client_from_secret_text(text: str) -> client.ApiClient:
     """A plain kubeconfig, or an EKS cluster document whose tokens sprintops mints itself."""
@@ -106,11 +125,8 @@ class Workload:
         return TargetDeployment(
             sprint=int(sprint) if sprint and sprint.isdigit() else None,
             available=manifests.is_available(body),
+            replicas=int(body["spec"].get("replicas", 0)),
         )
-
-    def replicas(self, service: ServiceSpec) -> int | None:
-        body = self._read(service)
-        return None if body is None else int(body["spec"].get("replicas", 0))
 
     def _read(self, service: ServiceSpec) -> dict[str, Any] | None:
         with self._errors("read the Deployment"):
@@ -125,12 +141,19 @@ class Workload:
         body: dict[str, Any] = self.api.sanitize_for_serialization(dep)
         return body
 
-    def scale_to_zero(self, service: ServiceSpec) -> None:
+    def scale_to_zero(self, service: ServiceSpec, sprint: int) -> None:
+        """Scales to 0 only if the Deployment still belongs to `sprint`: the label test and
+        the new replica count are one JSON patch, so a newer sprint's deploy in between
+        makes it fail instead of scaling the newer sprint down."""
+        label = "/metadata/labels/" + LABEL_SPRINT.replace("~", "~0").replace("/", "~1")
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": label, "value": str(sprint)},
+            {"op": "replace", "path": "/spec/replicas", "value": 0},
+        ]
+        path = object_path("apps/v1", "Deployment", service.namespace, service.name)
         with self._errors("scale the Deployment"):
             try:
-                self.apps.patch_namespaced_deployment_scale(
-                    service.name, service.namespace, {"spec": {"replicas": 0}}, _request_timeout=10
-                )
+                json_patch(self.api, path, patch)
             except ApiException as exc:
                 if exc.status != 404:  # already gone is as idle as it gets
                     raise

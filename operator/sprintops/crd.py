@@ -120,6 +120,7 @@ def crd() -> dict[str, Any]:
             "status": status,
         },
         "required": ["spec"],
+        **api.OBJECT_RULES,
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -25,15 +25,28 @@ from sprintops.traffic.route53 import Route53Pairs
 
 log = logging.getLogger("sprintops")
 ERROR_BACKOFF = 5.0
+ERROR_BACKOFF_MAX = 300.0
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A release as the by-service index keeps it."""
+    """A release as the in-flight index keeps it."""
 
     created: str
     key: str
     phase: str | None
+
+
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf would keep the whole last spec in an annotation for change detection, which a
+    large pod template pushes past the 256 KB limit. Nothing here diffs specs: the deletion
+    handler is the only changing handler."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @kopf.on.startup()
@@ -42,6 +55,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     # Events are posted explicitly by the plan; kopf's log-to-event bridge would duplicate them.
     settings.posting.level = logging.CRITICAL
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
     # With several replicas, how soon a dead leader's peering record stops counting.
@@ -65,8 +79,34 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     )
 
 
+def traffic_keys(spec: Any) -> list[tuple[str, ...]]:
+    """What one release at a time may drive: its service, its Route 53 record and each
+    VirtualService route it steps (a copy-pasted record is caught whatever the service)."""
+    service = spec.get("service", {})
+    traffic = spec.get("traffic", {})
+    r53 = traffic.get("route53", {})
+    zone = r53.get("hostedZone", {})
+    istio = traffic.get("istio", {})
+    vs = istio.get("virtualService", {})
+    record = (r53.get("recordName") or "").lower().rstrip(".")
+    keys: list[tuple[str, ...]] = [
+        ("service", service.get("namespace", ""), service.get("name", "")),
+        (
+            "record",
+            zone.get("id") or (zone.get("name") or "").lower().rstrip("."),
+            record,
+            r53.get("recordType", "CNAME"),
+        ),
+    ]
+    for cluster in istio.get("clusters", ["even", "odd"]):
+        keys.append(
+            ("route", cluster, vs.get("namespace", ""), vs.get("name", ""), istio.get("route", ""))
+        )
+    return keys
+
+
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL)
-def releases_by_service(
+def releases_by_target(
     *,
     name: str,
     namespace: str | None,
@@ -74,30 +114,44 @@ def releases_by_service(
     status: kopf.Status,
     meta: kopf.Meta,
     **_: Any,
-) -> dict[tuple[str, str], Entry]:
-    service = spec.get("service", {})
-    key = (service.get("namespace", ""), service.get("name", ""))
-    return {
-        key: Entry(str(meta.get("creationTimestamp")), f"{namespace}/{name}", status.get("phase"))
-    }
+) -> dict[tuple[str, ...], Entry]:
+    entry = Entry(str(meta.get("creationTimestamp")), f"{namespace}/{name}", status.get("phase"))
+    return {key: entry for key in traffic_keys(spec)}
 
 
-def competitor(index: kopf.Index[tuple[str, str], Entry], body: kopf.Body) -> str | None:
-    """An older release of the same service that is still in flight."""
-    service = body.get("spec", {}).get("service", {})
+def _others(
+    index: kopf.Index[tuple[str, ...], Entry], body: kopf.Body
+) -> tuple[Entry, list[Entry]]:
     mine = Entry(
         str(body.metadata.get("creationTimestamp")),
         f"{body.metadata.namespace}/{body.metadata.name}",
         None,
     )
-    others = [
-        e
-        for e in index.get((service.get("namespace", ""), service.get("name", "")), [])
+    seen = {
+        e.key: e
+        for key in traffic_keys(body.get("spec", {}))
+        for e in index.get(key, [])
         if e.key != mine.key
-        and e.phase not in TERMINAL_PHASES
-        and (e.created, e.key) < (mine.created, mine.key)
+    }
+    return mine, list(seen.values())
+
+
+def competitor(index: kopf.Index[tuple[str, ...], Entry], body: kopf.Body) -> str | None:
+    """The oldest earlier release still in flight on the same service or traffic target."""
+    mine, others = _others(index, body)
+    earlier = [
+        e
+        for e in others
+        if e.phase not in TERMINAL_PHASES and (e.created, e.key) < (mine.created, mine.key)
     ]
-    return min(others, key=lambda e: (e.created, e.key)).key if others else None
+    return min(earlier, key=lambda e: (e.created, e.key)).key if earlier else None
+
+
+def successor(index: kopf.Index[tuple[str, ...], Entry], body: kopf.Body) -> str | None:
+    """A later release of the same service or traffic target: it owns the idle cluster now."""
+    mine, others = _others(index, body)
+    later = [e for e in others if (e.created, e.key) > (mine.created, mine.key)]
+    return min(later, key=lambda e: (e.created, e.key)).key if later else None
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
@@ -106,10 +160,12 @@ def wake(*, body: kopf.Body, memo: Any, type: str | None, **_: Any) -> None:
 
     An event handler, not create/update/delete ones: those make kopf store the whole last
     spec in an annotation, which a large pod template would push past the 256 KB limit."""
+    runtime: Runtime | None = memo.get("runtime")
     if type == "DELETED":
         metrics.forget(body.metadata.namespace or "", body.metadata.name or "")
+        if runtime is not None:
+            runtime.gone(body.metadata.uid or "")
         return
-    runtime: Runtime | None = memo.get("runtime")
     if runtime is not None and runtime.last_written.get(body.metadata.uid) == body.metadata.get(
         "resourceVersion"
     ):
@@ -157,19 +213,30 @@ async def rollout(
     stopped: kopf.DaemonStopped,
     **kwargs: Any,
 ) -> None:
-    index: kopf.Index[tuple[str, str], Entry] = kwargs["releases_by_service"]
+    index: kopf.Index[tuple[str, ...], Entry] = kwargs["releases_by_target"]
     wake_event: asyncio.Event = memo.setdefault("wake", asyncio.Event())
-    reconciler = Reconciler(memo.runtime, post_event)
-    while not stopped:
+    runtime: Runtime = memo.runtime
+    reconciler = Reconciler(runtime, post_event)
+    uid = body.metadata.uid or ""
+    failures = 0
+    while not stopped and uid not in runtime.deleting:
         wake_event.clear()
         try:
-            with metrics.RECONCILE_SECONDS.time():
-                wait = await reconciler.once(namespace or "", name, competitor(index, body))
-        except Exception:
-            log.exception(
-                "reconcile failed release=%s/%s; retrying in %ss", namespace, name, ERROR_BACKOFF
-            )
-            wait = ERROR_BACKOFF
+            async with runtime.lock(uid):
+                if uid in runtime.deleting:
+                    break
+                with metrics.RECONCILE_SECONDS.time():
+                    wait = await reconciler.once(
+                        namespace or "", name, competitor(index, body), successor(index, body)
+                    )
+            failures = 0
+        except Exception as exc:
+            # Nothing ends in a silent loop: the error reaches status and an Event, redacted,
+            # and the retries back off.
+            failures += 1
+            wait = min(ERROR_BACKOFF * 2 ** (failures - 1), ERROR_BACKOFF_MAX)
+            log.exception("reconcile failed release=%s/%s; retrying in %ss", namespace, name, wait)
+            await reconciler.report(namespace or "", name, exc)
         if wait == 0:
             continue
         # Sleep until the plan's time, a change to the object, or the operator stopping.
@@ -179,3 +246,18 @@ async def rollout(
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL, backoff=5)
+async def revert_on_delete(
+    *, body: kopf.Body, memo: Any, namespace: str | None, name: str, **_: Any
+) -> None:
+    """Deleting a release whose traffic moved rolls it back first (a Git revert that Argo CD
+    prunes is a rollback); the finalizer holds the object until Route 53 and every copy
+    that answers carry all traffic on the previous cluster. A finished release is let go."""
+    runtime: Runtime = memo.runtime
+    uid = body.metadata.uid or ""
+    async with runtime.lock(uid):
+        runtime.deleting.add(uid)  # the daemon takes no further step
+        await Reconciler(runtime, post_event).revert(dict(body))
+    runtime.forget(uid)

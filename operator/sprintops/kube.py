@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config
 
@@ -45,6 +46,9 @@ def client_from_kubeconfig(
 
 def pooled(cfg: client.Configuration) -> client.ApiClient:
     cfg.connection_pool_maxsize = POOL_SIZE
+    # A request that timed out is not sent again: every call has its own timeout, and a
+    # cluster that accepts connections but never answers must cost one timeout, not four.
+    cfg.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0)
     return client.ApiClient(cfg)
 
 
@@ -80,10 +84,15 @@ def merge_patch(api: client.ApiClient, path: str, body: dict[str, Any]) -> dict[
     return _patch(api, path, body, "application/merge-patch+json", [])
 
 
+def json_patch(api: client.ApiClient, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON patch: its `test` operations make it conditional, all or nothing."""
+    return _patch(api, path, ops, "application/json-patch+json", [])
+
+
 def _patch(
     api: client.ApiClient,
     path: str,
-    body: dict[str, Any],
+    body: dict[str, Any] | list[dict[str, Any]],
     content_type: str,
     query: list[tuple[str, str]],
 ) -> dict[str, Any]:

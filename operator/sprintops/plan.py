@@ -7,9 +7,13 @@ first, it always records the step that traffic is moving to, never one behind it
 The phases, top to bottom:
 
     (new) / Pending --> Deploying --> Progressing (step 1..n) --> Succeeded
-        |                   |              |
-        v                   v              v
-      Failed              Failed        (blocked: holds, says why)
+        |                   |              |   ^
+        v                   v              v   | (spec edited in flight: restart)
+      Failed              Failed        RollingBack --> RolledBack
+
+A blocker (a cluster or Route 53 that does not answer) holds the release and says why; the
+time it holds counts toward spec.analysis.progressDeadline. Past it, a release whose traffic
+moved rolls back and one whose traffic never moved fails.
 
 Invariants (tested with hypothesis in tests/unit/test_plan_properties.py):
 - the pair's weights sum to 100;
@@ -22,6 +26,8 @@ Invariants (tested with hypothesis in tests/unit/test_plan_properties.py):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -43,6 +49,7 @@ from sprintops.durations import parse_timestamp, seconds, timestamp
 from sprintops.health.checks import CheckOutcome
 
 BLOCKED_RETRY = 5.0
+BLOCKED_RETRY_MAX = 30.0
 POLL = 1.0
 PAUSED_POLL = 30.0
 HISTORY = 60  # check results kept in status.analysis
@@ -61,6 +68,7 @@ class TargetDeployment:
 
     sprint: int | None
     available: bool
+    replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,15 @@ class Observations:
     # Why the world could not be observed or changed (missing Secret, bad VirtualService...).
     blocker: str | None = None
     scaled_down: bool = False
+    # Before a scale-down: the previous cluster's Deployment, the traffic Route 53 and the
+    # VirtualService copies still send it (the highest), and a newer release of the service.
+    previous: TargetDeployment | None = None
+    previous_traffic: int | None = None
+    successor: str | None = None
+    # VirtualService copies that did not take the weights of a retreat, with why.
+    pending: tuple[tuple[Cluster, str], ...] = ()
+    # Why the new cluster's Deployment could not be read for a check round.
+    target_error: str | None = None
     # One round of health checks, run because `checks_due` said so; None when not run.
     checks: tuple[CheckOutcome, ...] | None = None
     # Manual requests from the object's annotations.
@@ -96,11 +113,16 @@ class Deploy:
 @dataclass(frozen=True)
 class SetWeights:
     weights: Weights
+    # Traffic going back to the previous cluster: Route 53 first, then every copy that
+    # answers; a copy that does not is retried, not waited for.
+    retreat: bool = False
 
 
 @dataclass(frozen=True)
 class ScaleDown:
     cluster: Cluster
+    # Precondition: the Deployment still carries this sprint label.
+    sprint: int
 
 
 @dataclass(frozen=True)
@@ -124,15 +146,33 @@ class Plan:
 def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
     if obs.fatal is not None and status.phase not in TERMINAL_PHASES:
         return _fatal(spec, status, obs, obs.fatal)
-    if obs.blocker is not None:
-        return _blocked(status, obs)
     if status.phase in TERMINAL_PHASES:
         if status.observed_generation is not None and obs.generation > status.observed_generation:
             return _spec_changed(spec, status, obs)
+        if obs.blocker is not None:
+            return _held(spec, status, obs)
         return _finished(spec, status, obs)
     status, abort = _take_requests(status, obs)
     if abort:
         return _abort(spec, status, obs)
+    digest = rollout_hash(spec)
+    if status.spec_hash != digest:
+        if status.spec_hash is not None and status.phase == "Deploying":
+            return _redeploy(spec, status, obs, digest)
+        if status.spec_hash is not None and status.phase in ("Progressing", "Paused"):
+            why = f"spec changed in flight (generation {obs.generation}): restarting"
+            return _rollback(status, obs, why, "SpecChanged")
+        if status.phase != "RollingBack":  # nothing moved yet, or status of an older operator
+            status = status.model_copy(update={"spec_hash": digest})
+    if obs.blocker is not None:
+        if status.phase == "Progressing" and obs.checks is not None:
+            status = _record_checks(spec, status, obs)
+            failed = _checks_failed(spec, status, obs)
+            if failed is not None:
+                return failed
+        return _held(spec, status, obs)
+    if status.blocked_since is not None:
+        status = status.model_copy(update={"blocked_since": None})
     if status.phase in (None, "Pending"):
         return _start(spec, status, obs)
     if status.phase == "Deploying":
@@ -142,6 +182,13 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
     if status.phase == "Paused":
         return _paused(spec, status, obs)
     return _rolling_back(spec, status, obs)
+
+
+def rollout_hash(spec: SprintReleaseSpec) -> str:
+    """What shapes the rollout: the service (template, replicas...), the traffic (steps and
+    targets) and the checks. Clusters, rollback and idle settings can change in flight."""
+    shaping = spec.model_dump(mode="json", include={"service", "traffic", "analysis"})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def checks_due(spec: SprintReleaseSpec, status: SprintReleaseStatus, now: dt.datetime) -> bool:
@@ -193,6 +240,15 @@ def _start(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observatio
             f"{r53.records.even.set_identifier!r} and {r53.records.odd.set_identifier!r} not found"
         )
         return _pending(status, obs, "RecordsNotFound", why)
+    if obs.live.live is None:
+        r53 = spec.traffic.route53
+        why = (
+            f"Route 53 pair {r53.record_name} {r53.record_type} does not have exactly one live "
+            f"cluster (even={obs.live.even}, odd={obs.live.odd}); one record must have weight 0 "
+            "and the other all the traffic before a release can start"
+        )
+        failed = _transition(status, obs, "Failed", why, "PairNotLive")
+        return Plan(failed, (Emit("Warning", "PairNotLive", why),))
     if obs.live.of(target) > 0:
         why = (
             f"target cluster {target} is live (Route 53 weights even={obs.live.even}, "
@@ -202,7 +258,7 @@ def _start(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observatio
         return Plan(failed, (Emit("Warning", "TargetLive", why),))
     why = f"deploying sprint {spec.sprint} to {target}"
     deploying = _transition(status, obs, "Deploying", why, "Deploying").model_copy(
-        update={"deploy_started_at": timestamp(obs.now)}
+        update={"deploy_started_at": timestamp(obs.now), "spec_hash": rollout_hash(spec)}
     )
     return Plan(deploying, (Emit("Normal", "Deploying", why), Deploy(target)), POLL)
 
@@ -217,6 +273,11 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
     target = _target(status)
     ours = obs.target is not None and obs.target.sprint == spec.sprint
     if ours and obs.target is not None and obs.target.available:
+        if paused_by_request(obs.requests):
+            why = f"Deployment Available in {target}; paused by request before the first step"
+            if status.message == why:
+                return Plan(status, (), PAUSED_POLL)
+            return Plan(status.model_copy(update={"message": why}), (), PAUSED_POLL)
         weights = Weights.split(target, spec.traffic.steps[0])
         why = f"Deployment Available in {target}; moving to step 1/{len(spec.traffic.steps)}"
         progressing = _transition(status, obs, "Progressing", why, "Stepping").model_copy(
@@ -261,11 +322,9 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         return _pause(status, obs, "paused by request", "PausedByRequest", "Normal")
     if obs.checks is not None:
         status = _record_checks(spec, status, obs)
-        if status.consecutive_failures >= spec.analysis.failure_limit:
-            why = f"{_failing(status, index)}: {status.consecutive_failures} failed checks in a row"
-            if spec.rollback.automatic:
-                return _rollback(status, obs, why, "ChecksFailed")
-            return _pause(status, obs, why, "ChecksFailed", "Warning")
+        failed = _checks_failed(spec, status, obs)
+        if failed is not None:
+            return failed
     elapsed = (obs.now - parse_timestamp(step_started)).total_seconds()
     if elapsed > seconds(spec.analysis.progress_deadline):
         why = (
@@ -327,18 +386,30 @@ def _start_step(
     return Plan(started, (Emit("Normal", "StepApplied", why),), first_check)
 
 
+def _checks_failed(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
+) -> Plan | None:
+    if status.consecutive_failures < spec.analysis.failure_limit:
+        return None
+    index = status.step_index or 0
+    why = f"{_failing(status, index)}: {status.consecutive_failures} failed checks in a row"
+    if spec.rollback.automatic:
+        return _rollback(status, obs, why, "ChecksFailed")
+    return _pause(status, obs, why, "ChecksFailed", "Warning")
+
+
 def _record_checks(
     spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
 ) -> SprintReleaseStatus:
     """Adds one round to the history and updates the failure count: any fail fails the
     round; otherwise a hold (no data under `hold`, or Prometheus errors) holds it."""
     available = obs.target is not None and obs.target.available
-    outcomes = [
-        *(obs.checks or ()),
-        CheckOutcome(
-            AVAILABLE_CHECK, 1.0 if available else 0.0, ">= 1", "pass" if available else "fail"
-        ),
-    ]
+    seen = CheckOutcome(
+        AVAILABLE_CHECK, 1.0 if available else 0.0, ">= 1", "pass" if available else "fail"
+    )
+    if obs.target_error is not None:  # unknown is not unhealthy: it holds
+        seen = CheckOutcome(AVAILABLE_CHECK, None, ">= 1", "error", obs.target_error)
+    outcomes = [*(obs.checks or ()), seen]
     results = [_result(spec, status, obs, o) for o in outcomes]
     verdicts = {r.verdict for r in results}
     update: dict[str, object] = {
@@ -400,24 +471,37 @@ def _pause(
     reason: str,
     kind: Literal["Normal", "Warning"],
 ) -> Plan:
-    paused = _transition(status, obs, "Paused", why, reason)
+    """A pause holds until a resume newer than it: the resume token standing at the pause is
+    recorded as handled, so an earlier resume never lifts a later pause."""
+    handled = (status.controls or Controls()).model_copy(update={"resume": obs.requests.resume})
+    paused = _transition(status, obs, "Paused", why, reason).model_copy(
+        update={"paused_at": timestamp(obs.now), "pause_reason": reason, "controls": handled}
+    )
     return Plan(paused, (Emit(kind, reason, why),), PAUSED_POLL)
 
 
 def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
-    reason = next((c.reason for c in status.conditions if c.type == "Progressing"), "")
-    since = next((c.last_transition_time for c in status.conditions if c.type == "Progressing"), "")
+    progressing = next((c for c in status.conditions if c.type == "Progressing"), None)
+    reason = status.pause_reason or (progressing.reason if progressing else "")
+    resume_token = obs.requests.resume
     if reason == "PausedByRequest":
         resume = not paused_by_request(obs.requests)
-    else:  # paused by failed checks: a resume request newer than the pause lifts it
-        resume = (obs.requests.resume or "") > (since or "")
+    elif status.paused_at is None:  # paused by an operator that did not record the pause
+        since = (progressing.last_transition_time if progressing else None) or ""
+        resume = (resume_token or "") > since
+    else:
+        resume = resume_token is not None and resume_token != (status.controls or Controls()).resume
     if not resume:
         return Plan(status, (), PAUSED_POLL)
     step = f"{(status.step_index or 0) + 1}/{len(spec.traffic.steps)}"
     why = f"resumed at step {step}; the bake restarts"
+    handled = (status.controls or Controls()).model_copy(update={"resume": resume_token})
     resumed = _transition(status, obs, "Progressing", why, "Resumed").model_copy(
         update={
             "step_started_at": timestamp(obs.now),
+            "paused_at": None,
+            "pause_reason": None,
+            "controls": handled,
             **_CHECKS_START_OVER,
         }
     )
@@ -432,7 +516,7 @@ def _fatal(
     if status.steps and status.phase in ("Progressing", "Paused"):
         return _rollback(status, obs, why, "Rejected")
     if status.phase == "RollingBack":
-        return _blocked(status, replace(obs, blocker=why))
+        return _held(spec, status, replace(obs, blocker=why))
     target = status.target_cluster or parity_cluster(spec.sprint)
     status = status.model_copy(update={"target_cluster": target, "previous_cluster": other(target)})
     failed = _transition(status, obs, "Failed", why, "Rejected")
@@ -440,8 +524,11 @@ def _fatal(
 
 
 def _abort(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
-    if status.phase == "RollingBack":
-        return _rolling_back(spec, status, obs)  # already on its way back
+    if status.phase == "RollingBack":  # already on its way back; it ends as an abort
+        conditions = _condition(
+            status.conditions, obs, "Degraded", True, reason="Aborted", message="aborted by request"
+        )
+        return _rolling_back(spec, status.model_copy(update={"conditions": conditions}), obs)
     if status.phase in ("Progressing", "Paused"):
         return _rollback(status, obs, "aborted by request", "Aborted")
     why = f"aborted by request before traffic moved (sprint {spec.sprint})"
@@ -459,24 +546,55 @@ def _rollback(status: SprintReleaseStatus, obs: Observations, why: str, reason: 
         update={
             "weights": weights,
             "target_weight": 0,
+            "paused_at": None,
+            "pause_reason": None,
             "conditions": _condition(
                 rolling.conditions, obs, "Degraded", True, reason=reason, message=why
             ),
         }
     )
-    return Plan(rolling, (Emit("Warning", reason, f"rolling back: {why}"), SetWeights(weights)), 0)
+    event = f"rolling back: {why}"
+    return Plan(rolling, (Emit("Warning", reason, event), SetWeights(weights, retreat=True)), 0)
 
 
 def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
     previous = status.previous_cluster or other(_target(status))
     want = Weights.split(previous, 100)
     if obs.applied != want:
-        return Plan(status, (SetWeights(want),), 0)
-    why = status.message or "rolled back"
-    reason = next((c.reason for c in status.conditions if c.type == "Degraded"), "RolledBack")
-    done = _transition(status, obs, "RolledBack", why, reason)
+        if not obs.pending:
+            return Plan(status, (SetWeights(want, retreat=True),), 0)
+        # Route 53 and every copy that answered are back; the rest are retried until repaired.
+        names = [c for c, _ in obs.pending]
+        why = (
+            f"all traffic on {previous} in Route 53; VirtualService copies pending in "
+            + ", ".join(f"{c} ({reason})" for c, reason in obs.pending)
+            + "; repaired when their cluster answers"
+        )
+        held = status.model_copy(update={"pending_copies": names, "message": why})
+        changed = held.pending_copies != status.pending_copies
+        events = (Emit("Warning", "RollbackPending", why),) if changed else ()
+        return Plan(held, (*events, SetWeights(want, retreat=True)), BLOCKED_RETRY)
+    degraded = next((c for c in status.conditions if c.type == "Degraded"), None)
+    reason = degraded.reason if degraded else "RolledBack"
+    if reason == "SpecChanged":
+        why = f"traffic back on {previous}; sprint {spec.sprint} starts over under the new spec"
+        return _start_over(status, obs, "Restarting", why)
+    why = (degraded.message if degraded else status.message) or "rolled back"
+    done = _transition(status, obs, "RolledBack", why, reason).model_copy(
+        update={"pending_copies": []}
+    )
     event = f"all traffic back on {previous}; the new Deployment is left for inspection: {why}"
     return Plan(done, (Emit("Warning", "RolledBack", event),))
+
+
+def _redeploy(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, digest: str
+) -> Plan:
+    """An edit before any traffic moved: the new template is applied, and the Deployment
+    must become Available with it before the first step."""
+    why = f"spec changed while deploying (generation {obs.generation}): applying it"
+    changed = status.model_copy(update={"spec_hash": digest, "message": why})
+    return Plan(changed, (Emit("Normal", "SpecChanged", why), Deploy(_target(status))), POLL)
 
 
 def _spec_changed(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
@@ -487,17 +605,27 @@ def _spec_changed(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
         seen = status.model_copy(update={"observed_generation": obs.generation, "message": why})
         return Plan(seen, (Emit("Normal", "SpecChangedAfterSuccess", why),))
     why = f"spec changed (generation {obs.generation}): retrying sprint {spec.sprint}"
+    return _start_over(status, obs, "Retrying", why)
+
+
+def _start_over(status: SprintReleaseStatus, obs: Observations, reason: str, why: str) -> Plan:
+    """A new run from the start; only the check history and handled requests carry over."""
     fresh = SprintReleaseStatus(
         analysis=status.analysis,
         controls=status.controls,
         message=why,
         observed_generation=obs.generation,
     )
-    return Plan(fresh, (Emit("Normal", "Retrying", why),), 0)
+    return Plan(fresh, (Emit("Normal", reason, why),), 0)
 
 
 def _finished(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
-    if status.phase != "Succeeded" or status.scale_down_at is None or status.scaled_down_at:
+    if (
+        status.phase != "Succeeded"
+        or status.scale_down_at is None
+        or status.scaled_down_at
+        or status.scale_down_skipped
+    ):
         return Plan(status)
     previous = status.previous_cluster or other(_target(status))
     if obs.scaled_down:
@@ -507,22 +635,79 @@ def _finished(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observa
     wait = (parse_timestamp(status.scale_down_at) - obs.now).total_seconds()
     if wait > 0:
         return Plan(status, (), wait)
-    return Plan(status, (ScaleDown(previous),), POLL)
+    refused = _scale_down_refused(spec, previous, obs)
+    if refused is not None:
+        why = f"scale-down of {previous} cancelled: {refused}"
+        kept = status.model_copy(update={"scale_down_skipped": refused, "message": why})
+        return Plan(kept, (Emit("Normal", "ScaleDownCancelled", why),))
+    assert obs.previous is not None and obs.previous.sprint is not None  # checked above
+    return Plan(status, (ScaleDown(previous, obs.previous.sprint),), POLL)
 
 
-def _blocked(status: SprintReleaseStatus, obs: Observations) -> Plan:
+def _scale_down_refused(
+    spec: SprintReleaseSpec, previous: Cluster, obs: Observations
+) -> str | None:
+    """Why the previous cluster's Deployment must keep running, if it must."""
+    if obs.successor is not None:
+        return f"{obs.successor}, a newer release of the service, may be using {previous}"
+    if obs.previous_traffic is None or obs.previous_traffic > 0:
+        return f"{previous} still gets traffic ({obs.previous_traffic or 'unknown'}%)"
+    if obs.previous is None or obs.previous.sprint is None:
+        return f"the Deployment in {previous} carries no sprint label"
+    if obs.previous.sprint >= spec.sprint:
+        return f"the Deployment in {previous} belongs to sprint {obs.previous.sprint}"
+    return None
+
+
+def _held(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    """A blocker holds the release and says why. The hold counts toward progressDeadline:
+    past it, traffic that moved goes back; traffic that never moved is left alone and the
+    release fails. A rollback or a pause is never given up on."""
     why = obs.blocker or ""
-    if status.message == why:
-        return Plan(status, (), BLOCKED_RETRY)
-    blocked = status.model_copy(
+    since = status.blocked_since or timestamp(obs.now)
+    blocked_for = (obs.now - parse_timestamp(since)).total_seconds()
+    phase = status.phase
+    if phase in (None, "Pending", "Deploying", "Progressing"):
+        start = since
+        if phase == "Progressing":
+            start = status.step_started_at or since
+        elif phase == "Deploying":
+            start = status.deploy_started_at or since
+        if (obs.now - parse_timestamp(start)).total_seconds() > seconds(
+            spec.analysis.progress_deadline
+        ):
+            late = (
+                f"blocked for {blocked_for:.0f}s, past progressDeadline "
+                f"{spec.analysis.progress_deadline}: {why}"
+            )
+            if phase == "Progressing":
+                return _rollback(status, obs, late, "ProgressDeadlineExceeded")
+            target = status.target_cluster or parity_cluster(spec.sprint)
+            status = status.model_copy(
+                update={"target_cluster": target, "previous_cluster": other(target)}
+            )
+            failed = _transition(
+                status,
+                obs,
+                "Failed",
+                late + "; traffic was not touched",
+                "ProgressDeadlineExceeded",
+            )
+            return Plan(failed, (Emit("Warning", "ProgressDeadlineExceeded", late),))
+    # Backs off as the hold goes on: 5 s at first, at most 30 s.
+    retry = min(max(BLOCKED_RETRY, blocked_for / 4), BLOCKED_RETRY_MAX)
+    if status.message == why and status.blocked_since is not None:
+        return Plan(status, (), retry)
+    held = status.model_copy(
         update={
             "message": why,
+            "blocked_since": since,
             "conditions": _condition(
                 status.conditions, obs, "Progressing", False, reason="Blocked", message=why
             ),
         }
     )
-    return Plan(blocked, (Emit("Warning", "Blocked", why),), BLOCKED_RETRY)
+    return Plan(held, (Emit("Warning", "Blocked", why),), retry)
 
 
 def _transition(

@@ -16,10 +16,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from sprintops import api, controls, metrics
-from sprintops.api import Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
-from sprintops.clusters import ClusterError, KubeconfigSecrets, Workload, translated
+from sprintops.api import Cluster, Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.clusters import (
+    ClusterError,
+    KubeconfigSecrets,
+    SameClusterError,
+    Workload,
+    translated,
+)
 from sprintops.durations import parse_timestamp, seconds
 from sprintops.health.prometheus import run_checks
 from sprintops.kube import merge_patch, object_path
@@ -30,6 +37,7 @@ from sprintops.plan import (
     Plan,
     ScaleDown,
     SetWeights,
+    TargetDeployment,
     checks_due,
     plan,
 )
@@ -43,7 +51,17 @@ PERMANENT_ROUTE53 = frozenset(
     {"InvalidChangeBatch", "InvalidInput", "NoSuchHostedZone", "AccessDenied", "InvalidArgument"}
 )
 # Failures of the outside world that hold a release (and say why) instead of crashing it.
-HOLDING_ERRORS = (ClusterError, IstioError, WeightError, BotoCoreError, ClientError, ApiException)
+HOLDING_ERRORS = (
+    ClusterError,
+    IstioError,
+    WeightError,
+    BotoCoreError,
+    ClientError,
+    ApiException,
+    TimeoutError,
+)
+# Failures no retry can fix: the spec names something that does not exist.
+PERMANENT_ERRORS = (LookupError,)
 EmitFn = Callable[[dict[str, Any], Emit], None]
 
 
@@ -63,6 +81,37 @@ class Runtime:
     last_written: dict[str, str] = field(default_factory=dict)
     # uid -> the step (its start time) whose Route 53 weights were read back after its bake.
     route53_verified: dict[str, str] = field(default_factory=dict)
+    # uid -> a retreat that Route 53 took but some VirtualService copies did not: the
+    # weights, and each pending copy with why.
+    partial: dict[str, tuple[Weights, tuple[tuple[Cluster, str], ...]]] = field(
+        default_factory=dict
+    )
+
+    # Releases being deleted: their daemon stops, the deletion handler reverts the traffic.
+    deleting: set[str] = field(default_factory=set)
+    # One reconcile or revert of a release at a time, within this process.
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uid, asyncio.Lock())
+
+    def gone(self, uid: str) -> None:
+        """The object no longer exists."""
+        self.forget(uid)
+        self.deleting.discard(uid)
+        self.locks.pop(uid, None)
+
+    def forget(self, uid: str) -> None:
+        """A release that ended or went away leaves nothing behind in this process."""
+        for memory in (
+            self.applied,
+            self.action_errors,
+            self.fatal_errors,
+            self.last_written,
+            self.route53_verified,
+            self.partial,
+        ):
+            memory.pop(uid, None)
 
 
 def _drifted(where: str, found: Weights | None, want: Weights) -> str:
@@ -80,7 +129,13 @@ def describe(exc: BaseException) -> str:
         return f"Route 53 unreachable ({type(exc).__name__})"
     if isinstance(exc, ApiException):
         return f"Kubernetes API: HTTP {exc.status} {exc.reason}"
-    return str(exc)
+    if isinstance(exc, ValidationError):
+        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
+        return f"stored object does not match the API ({exc.error_count()} errors at {where})"
+    if isinstance(exc, (*HOLDING_ERRORS, *PERMANENT_ERRORS)):
+        return str(exc).strip("'\"")  # a KeyError-style repr quotes its message
+    # Anything else may carry a request or a credential in its text: the type only.
+    return f"internal error ({type(exc).__name__}); the operator log has the traceback"
 
 
 class Reconciler:
@@ -89,7 +144,9 @@ class Reconciler:
         self.emit = emit
         self.custom = client.CustomObjectsApi(rt.mgmt)
 
-    async def once(self, namespace: str, name: str, competitor: str | None) -> float | None:
+    async def once(
+        self, namespace: str, name: str, competitor: str | None, successor: str | None = None
+    ) -> float | None:
         """Returns seconds until the release wants another look (None: nothing pending)."""
         obj = await asyncio.to_thread(self._get, namespace, name)
         if obj is None:
@@ -98,22 +155,23 @@ class Reconciler:
         spec = SprintReleaseSpec.model_validate(obj["spec"])
         stored = obj.get("status") or {}
         status = SprintReleaseStatus.model_validate(stored)
-        obs = await self._observe(obj, spec, status, competitor)
+        obs = await self._observe(obj, spec, status, competitor, successor)
         with metrics.PLAN_SECONDS.time():
             result = plan(spec, status, obs)
-        metrics.record((namespace, name), status, result.status)
         if result.status != status:
             written = await asyncio.to_thread(self._write_status, obj, result.status, stored)
             if written is None:
                 return 0  # someone else changed it since we read it: look again
             obj = written
+            # Counted once the write landed: a conflict must not count a rollback twice.
+            metrics.record((namespace, name), status, result.status)
         if result.status != status or result.actions:
             self._log(obj, spec, result)
         for action in result.actions:
             try:
                 await self._act(obj, spec, result.status, action)
-            except HOLDING_ERRORS as exc:
-                permanent = (
+            except (*HOLDING_ERRORS, *PERMANENT_ERRORS) as exc:
+                permanent = isinstance(exc, PERMANENT_ERRORS) or (
                     isinstance(exc, ClientError)
                     and exc.response.get("Error", {}).get("Code") in PERMANENT_ROUTE53
                 )
@@ -126,7 +184,60 @@ class Reconciler:
                     describe(exc),
                 )
                 return 0
+        if result.requeue_after is None:
+            self.rt.forget(uid)
         return result.requeue_after
+
+    async def report(self, namespace: str, name: str, exc: BaseException) -> None:
+        """An error the plan could not take: its redacted text goes to status.message and a
+        Warning Event, once per distinct error."""
+        why = describe(exc)
+        try:
+            obj = await asyncio.to_thread(self._get, namespace, name)
+            if obj is None or (obj.get("status") or {}).get("message") == why:
+                return
+            meta = obj["metadata"]
+            path = object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, namespace, name)
+            await asyncio.to_thread(
+                merge_patch, self.rt.mgmt, path + "/status", {"status": {"message": why}}
+            )
+            self.emit(obj, Emit("Warning", "ReconcileError", why))
+            log.warning("release=%s/%s uid=%s error=%s", namespace, name, meta["uid"], why)
+        except Exception:  # reporting must never be what breaks the loop
+            log.exception("cannot report the error of release=%s/%s", namespace, name)
+
+    async def revert(self, obj: dict[str, Any]) -> None:
+        """For a deletion: traffic that moved goes back to the previous cluster (Route 53,
+        then every copy that answers) before the object may go. Finished releases and
+        releases whose traffic never moved are left as they are."""
+        stored = obj.get("status") or {}
+        if stored.get("phase") not in ("Progressing", "Paused", "RollingBack"):
+            return
+        status = SprintReleaseStatus.model_validate(stored)
+        if status.weights is None or status.target_cluster is None:
+            return
+        spec = SprintReleaseSpec.model_validate(obj["spec"])
+        meta = obj["metadata"]
+        previous = status.previous_cluster or api.other(status.target_cluster)
+        weights = Weights.split(previous, 100)
+        self.emit(
+            obj,
+            Emit(
+                "Warning",
+                "RollingBackOnDelete",
+                f"deleted at step {status.step} ({status.phase}): moving all traffic back to "
+                f"{previous} before the release goes",
+            ),
+        )
+        pending = await self.retreat(spec, meta["namespace"], meta["uid"], weights)
+        if pending:
+            left = "; ".join(f"VirtualService in {c}: {why}" for c, why in pending)
+            why = f"Route 53 carries all traffic on {previous}; not reverted, unreachable: {left}"
+            self.emit(obj, Emit("Warning", "RolledBackOnDelete", why))
+        else:
+            why = f"all traffic back on {previous} in Route 53 and every VirtualService copy"
+            self.emit(obj, Emit("Normal", "RolledBackOnDelete", why))
+        log.info("release=%s/%s deleted in flight: %s", meta["namespace"], meta["name"], why)
 
     # --- observing
     async def _observe(
@@ -135,9 +246,11 @@ class Reconciler:
         spec: SprintReleaseSpec,
         status: SprintReleaseStatus,
         competitor: str | None,
+        successor: str | None,
     ) -> Observations:
         uid = obj["metadata"]["uid"]
         now = dt.datetime.now(dt.UTC)
+        partial = self.rt.partial.get(uid)
         facts: dict[str, Any] = {
             "now": now,
             "generation": obj["metadata"].get("generation", 1),
@@ -145,9 +258,13 @@ class Reconciler:
             # An action error is reported once; the next plan retries the action.
             "blocker": self.rt.action_errors.pop(uid, None),
             "fatal": self.rt.fatal_errors.pop(uid, None),
+            "pending": partial[1] if partial and partial[0] == status.weights else (),
         }
         namespace = obj["metadata"]["namespace"]
         facts["requests"] = requests_of(obj)
+        if _abort_pending(facts["requests"], status):
+            # Nothing to read before a rollback: the new cluster may be what is broken.
+            return Observations(**facts)
         try:
             if status.phase in (None, "Pending"):
                 facts["competitor"] = competitor
@@ -156,39 +273,91 @@ class Reconciler:
                 workload = await self._workload(spec, namespace, status.target_cluster)
                 facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
             elif status.target_cluster and checks_due(spec, status, now):
-                facts["drift"] = await asyncio.to_thread(self._drift, spec, namespace, status)
-                workload = await self._workload(spec, namespace, status.target_cluster)
-                facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
-                facts["checks"] = tuple(
-                    await asyncio.to_thread(
-                        run_checks,
-                        self._prometheus(spec),
-                        spec,
-                        status.target_cluster,
-                        self._query_range(spec),
-                    )
-                )
+                facts.update(await self._check_round(spec, namespace, status))
             elif status.phase == "Succeeded" and _due(status.scale_down_at, now):
-                previous = status.previous_cluster or api.other(status.target_cluster or "even")
-                workload = await self._workload(spec, namespace, previous)
-                replicas = await asyncio.to_thread(workload.replicas, spec.service)
-                facts["scaled_down"] = not replicas
+                facts.update(await self._before_scale_down(spec, namespace, status))
+                facts["successor"] = successor
             if not facts.get("drift") and self._route53_due(spec, status, now, uid):
                 facts["drift"] = await asyncio.to_thread(self._route53_drift, spec, status, uid)
+        except PERMANENT_ERRORS as exc:
+            facts["fatal"] = describe(exc)
         except HOLDING_ERRORS as exc:
             facts["blocker"] = describe(exc)
         return Observations(**facts)
+
+    async def _check_round(
+        self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
+    ) -> dict[str, Any]:
+        """The VirtualService copies, the new Deployment and the checks, read side by side:
+        a cluster that does not answer holds the release, but never hides what Prometheus
+        says about it (failing checks still roll back)."""
+        target = status.target_cluster or "even"
+
+        async def observe_target() -> TargetDeployment | None:
+            workload = await self._workload(spec, namespace, target)
+            return await asyncio.to_thread(workload.observe, spec.service)
+
+        drift, seen, checks = await asyncio.gather(
+            asyncio.to_thread(self._drift, spec, namespace, status),
+            observe_target(),
+            asyncio.to_thread(
+                run_checks, self._prometheus(spec), spec, target, self._query_range(spec)
+            ),
+            return_exceptions=True,
+        )
+        if isinstance(checks, BaseException):
+            raise checks
+        facts: dict[str, Any] = {"checks": tuple(checks)}
+        blockers = []
+        for found in (drift, seen):
+            if isinstance(found, HOLDING_ERRORS):
+                blockers.append(describe(found))
+            elif isinstance(found, BaseException):
+                raise found
+        if isinstance(seen, HOLDING_ERRORS):
+            facts["target_error"] = describe(seen)
+        elif not isinstance(seen, BaseException):
+            facts["target"] = seen
+        if isinstance(drift, str):
+            facts["drift"] = drift
+        if blockers:
+            facts["blocker"] = "; ".join(blockers)
+        return facts
+
+    async def _before_scale_down(
+        self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
+    ) -> dict[str, Any]:
+        """The previous cluster's Deployment and every way traffic can still reach it."""
+        previous = status.previous_cluster or api.other(status.target_cluster or "even")
+        workload = await self._workload(spec, namespace, previous)
+        seen = await asyncio.to_thread(workload.observe, spec.service)
+        facts: dict[str, Any] = {
+            "previous": seen,
+            "scaled_down": seen is None or seen.replicas == 0,
+        }
+        if facts["scaled_down"]:
+            return facts
+        pair = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+        copies = await asyncio.to_thread(self._copies, spec, namespace)
+        weights = [w.of(previous) for w in (pair, *copies) if w is not None]
+        facts["previous_traffic"] = max(weights) if pair is not None else None
+        return facts
+
+    def _copies(self, spec: SprintReleaseSpec, namespace: str) -> list[Weights]:
+        istio, out = spec.traffic.istio, []
+        for cluster in istio.clusters:
+            vs = VirtualServices(self.rt.secrets.for_cluster(spec, namespace, cluster), cluster)
+            with translated(f"cannot read the VirtualService in cluster {cluster}"):
+                out.append(vs.check(istio))
+        return out
 
     def _drift(
         self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
     ) -> str | None:
         """Every VirtualService copy must still carry the step's weights (cheap reads,
         once per check round)."""
-        istio = spec.traffic.istio
-        for cluster in istio.clusters:
-            vs = VirtualServices(self.rt.secrets.for_cluster(spec, namespace, cluster), cluster)
-            with translated(f"cannot read the VirtualService in cluster {cluster}"):
-                found = vs.check(istio)
+        copies = self._copies(spec, namespace)
+        for cluster, found in zip(spec.traffic.istio.clusters, copies, strict=True):
             if status.weights is not None and found != status.weights:
                 return _drifted(f"VirtualService in {cluster}", found, status.weights)
         return None
@@ -239,21 +408,38 @@ class Reconciler:
         self, obj: dict[str, Any], spec: SprintReleaseSpec, status: SprintReleaseStatus, action: Any
     ) -> None:
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        uid = obj["metadata"]["uid"]
         if isinstance(action, Emit):
             self.emit(obj, action)
         elif isinstance(action, Deploy):
+            await asyncio.to_thread(self._distinct_clusters, spec, namespace)
             workload = await self._workload(spec, namespace, action.cluster)
             await asyncio.to_thread(workload.deploy, spec.service, spec.sprint, name)
+        elif isinstance(action, SetWeights) and action.retreat:
+            await self.retreat(spec, namespace, uid, action.weights)
         elif isinstance(action, SetWeights):
             await asyncio.to_thread(self._set_weights, spec, namespace, action.weights)
-            self.rt.applied[obj["metadata"]["uid"]] = action.weights
+            self.rt.applied[uid] = action.weights
         elif isinstance(action, ScaleDown):
             workload = await self._workload(spec, namespace, action.cluster)
-            await asyncio.to_thread(workload.scale_to_zero, spec.service)
+            await asyncio.to_thread(workload.scale_to_zero, spec.service, action.sprint)
+
+    def _distinct_clusters(self, spec: SprintReleaseSpec, namespace: str) -> None:
+        """Two Secrets that reach one cluster would make a release deploy over live traffic:
+        nothing is written until they are known to be two clusters."""
+        uids = {c: self.rt.secrets.cluster_uid(spec, namespace, c) for c in api.CLUSTERS}
+        if uids["even"] == uids["odd"]:
+            refs = spec.clusters
+            raise SameClusterError(
+                f"Secrets {refs.even.kubeconfig_secret_ref.name} (even) and "
+                f"{refs.odd.kubeconfig_secret_ref.name} (odd) reach the same cluster "
+                f"(kube-system uid {uids['even']}); refusing to deploy over the live one"
+            )
 
     def _set_weights(self, spec: SprintReleaseSpec, namespace: str, weights: Weights) -> None:
-        """Route 53 (one batch, then INSYNC) and every VirtualService copy. Every copy is
-        checked first, so a bad VirtualService leaves Route 53 untouched."""
+        """More traffic to the new cluster: Route 53 (one batch, then INSYNC) and every
+        VirtualService copy. Every copy is checked first, so a bad VirtualService leaves
+        Route 53 untouched."""
         istio = spec.traffic.istio
         copies = [
             VirtualServices(self.rt.secrets.for_cluster(spec, namespace, c), c)
@@ -266,6 +452,44 @@ class Reconciler:
         for vs in copies:
             with translated(f"cannot update the VirtualService in cluster {vs.cluster}"):
                 vs.set(istio, weights)
+
+    async def retreat(
+        self, spec: SprintReleaseSpec, namespace: str, uid: str, weights: Weights
+    ) -> tuple[tuple[Cluster, str], ...]:
+        """Traffic back to the previous cluster without needing the new one: Route 53 first
+        (DNS is what moves clients), then every copy side by side. A copy that does not
+        answer is remembered as pending and retried alone; returns the pending copies."""
+        partial = self.rt.partial.get(uid)
+        if partial is not None and partial[0] == weights:
+            todo = [c for c, _ in partial[1]]
+        else:
+            written = await asyncio.to_thread(self.rt.route53.write, spec.traffic.route53, weights)
+            await asyncio.to_thread(self.rt.route53.wait_insync, written)
+            todo = list(spec.traffic.istio.clusters)
+        results = await asyncio.gather(
+            *(asyncio.to_thread(self._set_copy, spec, namespace, c, weights) for c in todo),
+            return_exceptions=True,
+        )
+        pending: list[tuple[Cluster, str]] = []
+        for cluster, result in zip(todo, results, strict=True):
+            if isinstance(result, HOLDING_ERRORS):
+                pending.append((cluster, describe(result)))
+            elif isinstance(result, BaseException):
+                raise result
+        if pending:
+            self.rt.partial[uid] = (weights, tuple(pending))
+            log.warning("retreat pending copies=%s", "; ".join(f"{c}: {w}" for c, w in pending))
+        else:
+            self.rt.partial.pop(uid, None)
+            self.rt.applied[uid] = weights
+        return tuple(pending)
+
+    def _set_copy(
+        self, spec: SprintReleaseSpec, namespace: str, cluster: Cluster, weights: Weights
+    ) -> None:
+        with translated(f"cannot update the VirtualService in cluster {cluster}"):
+            api_client = self.rt.secrets.for_cluster(spec, namespace, cluster)
+            VirtualServices(api_client, cluster).set(spec.traffic.istio, weights)
 
     # --- the mgmt cluster
     def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -322,6 +546,11 @@ def requests_of(obj: dict[str, Any]) -> Controls:
     return Controls.model_validate(
         {verb: annotations.get(controls.PREFIX + verb) for verb in Controls.model_fields}
     )
+
+
+def _abort_pending(requests: Controls, status: SprintReleaseStatus) -> bool:
+    handled = status.controls or Controls()
+    return requests.abort is not None and requests.abort != handled.abort
 
 
 def _due(moment: str | None, now: dt.datetime) -> bool:

@@ -376,4 +376,4 @@ def test_rejected_change_batch_fails_before_traffic_moves_and_rolls_back_after()
         world.now += dt.timedelta(seconds=world.reconcile() or 0)
     later = plan(world.spec, world.status, replace(world.observe(), fatal=rejected))
     assert later.status.phase == "RollingBack"
-    assert later.actions[-1] == SetWeights(Weights(even=0, odd=100))
+    assert later.actions[-1] == SetWeights(Weights(even=0, odd=100), retreat=True)

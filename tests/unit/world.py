@@ -1,18 +1,30 @@
-"""A model of the outside world for driving the pure plan the way the handler does:
-observe, plan, write status, then run the actions. It checks the invariants at every write
-and after every action."""
+"""A model of the outside world for driving the pure plan the way the reconciler does:
+observe, plan, write status, then run the actions. It models what the real world does to
+the reconciler: clusters that stop answering (reads fail, writes do not land), a retreat
+that writes Route 53 first and leaves unreachable copies pending, a scale-down guarded by
+the sprint label. The shared invariants are checked at every write and after every action.
+"""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from sprintops.api import TERMINAL_PHASES, Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.api import (
+    CLUSTERS,
+    Cluster,
+    Controls,
+    SprintReleaseSpec,
+    SprintReleaseStatus,
+    Weights,
+    other,
+    parity_cluster,
+)
 from sprintops.health.checks import CheckOutcome, Outcome, threshold
+from sprintops.invariants import Track, violations
 from sprintops.plan import (
     Deploy,
     Emit,
@@ -26,7 +38,6 @@ from sprintops.plan import (
 from tests.conftest import REPO
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-ORDER = ["Pending", "Deploying", "Progressing"]
 
 
 def canonical_spec(**changes: Any) -> SprintReleaseSpec:
@@ -45,21 +56,28 @@ class InvariantBroken(AssertionError):
 
 
 @dataclass
+class Deployment:
+    sprint: int
+    replicas: int
+    deployed_at: dt.datetime
+
+
+@dataclass
 class World:
     spec: SprintReleaseSpec
     now: dt.datetime = T0
     status: SprintReleaseStatus = field(default_factory=SprintReleaseStatus)
     route53: Weights | None = field(default_factory=lambda: Weights(even=0, odd=100))
-    virtual_service: Weights = field(default_factory=lambda: Weights(even=0, odd=100))
+    virtual_service: Weights | None = None  # both copies at first; see `copies`
     deployed_sprint: int | None = None
     deployed_at: dt.datetime | None = None
     available_after: float = 3.0
     ever_available: bool = False
     applied: Weights | None = None
     competitor: str | None = None
+    successor: str | None = None
     blocker: str | None = None
     fail_next_set_weights: bool = False
-    scaled_down: bool = False
     # What every metric answers in a check round, and whether the new Deployment stays up.
     health: Outcome = "pass"
     lost_availability: bool = False
@@ -69,42 +87,100 @@ class World:
     action_error: str | None = None
     events: list[Emit] = field(default_factory=list)
     history: list[SprintReleaseStatus] = field(default_factory=list)
+    # Which clusters answer; an unreachable one fails reads and takes no writes.
+    reachable: dict[Cluster, bool] = field(default_factory=lambda: {c: True for c in CLUSTERS})
+    partial: tuple[Weights, tuple[tuple[Cluster, str], ...]] | None = None
+    track: Track = field(default_factory=Track)
+    generation_deployed: int = 0
 
     def __post_init__(self) -> None:
-        self.initial = (self.route53, self.virtual_service)
+        live = self.virtual_service or self.route53 or Weights(even=0, odd=100)
+        self.copies: dict[Cluster, Weights] = {c: live for c in CLUSTERS}
+        previous = other(parity_cluster(self.spec.sprint))
+        # The live cluster runs the sprint before, as the seeded environment does.
+        self.deployments: dict[Cluster, Deployment] = {
+            previous: Deployment(self.spec.sprint - 1, 3, T0 - dt.timedelta(days=14))
+        }
+        self.initial = (self.route53, dict(self.copies))
+        self.virtual_service = live
 
-    # --- what the handler would read
+    # --- what the reconciler would read
+    @property
+    def scaled_down(self) -> bool:
+        previous = other(parity_cluster(self.spec.sprint))
+        dep = self.deployments.get(previous)
+        return dep is None or dep.replicas == 0
+
     def available(self) -> bool:
         if self.deployed_at is None:
             return False
         return (self.now - self.deployed_at).total_seconds() >= self.available_after
 
+    def _target_seen(self) -> TargetDeployment | None:
+        if self.deployed_sprint is None:
+            return None
+        up = self.available() and not (self.lost_availability and self.ever_available)
+        self.ever_available |= up
+        return TargetDeployment(sprint=self.deployed_sprint, available=up, replicas=3)
+
     def observe(self) -> Observations:
-        target = None
-        if self.deployed_sprint is not None:
-            up = self.available() and not (self.lost_availability and self.ever_available)
-            target = TargetDeployment(sprint=self.deployed_sprint, available=up)
-            self.ever_available |= target.available
-        checks = None
-        if checks_due(self.spec, self.status, self.now):
+        obs: dict[str, Any] = {
+            "generation": self.generation,
+            "requests": self.requests,
+            "now": self.now,
+            "applied": self.applied,
+            "blocker": self.blocker or self._pop_action_error(),
+            "pending": self.partial[1]
+            if self.partial and self.partial[0] == self.status.weights
+            else (),
+        }
+        handled = self.status.controls or Controls()
+        if self.requests.abort is not None and self.requests.abort != handled.abort:
+            return Observations(**obs)  # as the reconciler: nothing read before a rollback
+        phase, target = self.status.phase, self.status.target_cluster
+        if phase in (None, "Pending"):
+            obs["competitor"] = self.competitor
+            obs["live"] = self.route53
+        elif phase == "Deploying" and target is not None:
+            if self.reachable[target]:
+                obs["target"] = self._target_seen()
+            else:
+                obs["blocker"] = f"cannot read the Deployment in cluster {target}"
+        elif target is not None and checks_due(self.spec, self.status, self.now):
             self.check_rounds += 1
             value = 50.0 if self.health in ("pass", "fail") else None
-            checks = tuple(
+            obs["checks"] = tuple(
                 CheckOutcome(m.name, value, threshold(m), self.health)
                 for m in self.spec.analysis.metrics
             )
-        return Observations(
-            generation=self.generation,
-            checks=checks,
-            requests=self.requests,
-            now=self.now,
-            live=self.route53,
-            target=target,
-            applied=self.applied,
-            competitor=self.competitor,
-            blocker=self.blocker or self._pop_action_error(),
-            scaled_down=self.scaled_down,
-        )
+            down = [c for c in self.spec.traffic.istio.clusters if not self.reachable[c]]
+            if down:
+                obs["blocker"] = "; ".join(f"cluster {c} unreachable" for c in down)
+            if self.reachable[target]:
+                obs["target"] = self._target_seen()
+            else:
+                obs["target_error"] = f"cluster {target} unreachable"
+            for c in self.spec.traffic.istio.clusters:
+                if (
+                    self.reachable[c]
+                    and self.status.weights
+                    and self.copies[c] != self.status.weights
+                ):
+                    obs["drift"] = f"drift: VirtualService in {c}"
+        elif phase == "Succeeded" and self.status.scale_down_at is not None:
+            previous = self.status.previous_cluster or "odd"
+            if not self.reachable[previous]:
+                obs["blocker"] = f"cluster {previous} unreachable"
+            else:
+                dep = self.deployments.get(previous)
+                obs["scaled_down"] = self.scaled_down
+                obs["previous"] = (
+                    TargetDeployment(dep.sprint, True, dep.replicas) if dep is not None else None
+                )
+                weights = [w.of(previous) for w in (self.route53, *self.copies.values()) if w]
+                obs["previous_traffic"] = max(weights) if self.route53 is not None else None
+                obs["successor"] = self.successor
+        return Observations(**obs)
 
     def _pop_action_error(self) -> str | None:
         error, self.action_error = self.action_error, None
@@ -113,7 +189,8 @@ class World:
     # --- one reconcile
     def reconcile(self) -> float | None:
         result = plan(self.spec, self.status, self.observe())
-        self._write(result.status)
+        if result.status != self.status:
+            self._write(result.status)
         for action in result.actions:
             self._run(action)
             self.check()
@@ -129,60 +206,97 @@ class World:
     def crash(self) -> None:
         """An operator restart forgets everything but what is in status."""
         self.applied = None
+        self.partial = None
+
+    def edit(self, **changes: Any) -> None:
+        """A spec edit, as `kubectl apply` makes one: the generation moves on."""
+        doc = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split("__")
+            node = doc
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        self.spec = SprintReleaseSpec.model_validate(doc)
+        self.generation += 1
 
     # --- effects
     def _write(self, status: SprintReleaseStatus) -> None:
-        previous = self.status
         self.status = status
         self.history.append(status)
-        retry = (status.observed_generation or 0) > (previous.observed_generation or 0)
-        if previous.phase in TERMINAL_PHASES and status.phase != previous.phase and not retry:
-            raise InvariantBroken(f"terminal phase {previous.phase} left for {status.phase}")
-        if (
-            not retry
-            and previous.step_index is not None
-            and (status.step_index or 0) < previous.step_index
-        ):
-            raise InvariantBroken(f"step went back {previous.step_index} -> {status.step_index}")
-        if (status.step_index or 0) - (previous.step_index or 0) > 1:
-            raise InvariantBroken("a step was skipped")
-        ranks = [ORDER.index(p) if p in ORDER else -1 for p in (previous.phase, status.phase)]
-        if min(ranks) >= 0 and ranks[1] < ranks[0]:
-            raise InvariantBroken(f"phase went back {previous.phase} -> {status.phase}")
         self.check()
 
     def _run(self, action: Any) -> None:
         if isinstance(action, Emit):
             self.events.append(action)
         elif isinstance(action, Deploy):
-            if self.deployed_sprint != self.spec.sprint:
+            if not self.reachable[action.cluster]:
+                self.action_error = f"cannot apply the Deployment in cluster {action.cluster}"
+            elif (
+                self.deployed_sprint != self.spec.sprint
+                or self.generation_deployed != self.generation
+            ):
                 self.deployed_sprint, self.deployed_at = self.spec.sprint, self.now
+                self.generation_deployed = self.generation
+                self.deployments[action.cluster] = Deployment(self.spec.sprint, 3, self.now)
         elif isinstance(action, SetWeights):
             if self.fail_next_set_weights:
                 self.fail_next_set_weights = False
                 self.action_error = "Route 53 said no"  # reported once, as the reconciler does
-                return
-            self.route53 = copy.copy(action.weights)
-            self.virtual_service = copy.copy(action.weights)
-            self.applied = action.weights
+            elif action.retreat:
+                self._retreat(action.weights)
+            elif not all(self.reachable[c] for c in self.spec.traffic.istio.clusters):
+                # A rise checks every copy before it writes anything.
+                self.action_error = "cannot read the VirtualService: cluster unreachable"
+            else:
+                self.route53 = action.weights
+                for c in self.spec.traffic.istio.clusters:
+                    self.copies[c] = action.weights
+                self.applied = action.weights
         elif isinstance(action, ScaleDown):
-            self.scaled_down = True
+            dep = self.deployments.get(action.cluster)
+            if not self.reachable[action.cluster]:
+                self.action_error = f"cannot scale the Deployment in cluster {action.cluster}"
+            elif dep is not None and dep.sprint == action.sprint:  # the label precondition
+                dep.replicas = 0
+        self.virtual_service = self.copies[self.spec.traffic.istio.clusters[0]]
+
+    def _retreat(self, weights: Weights) -> None:
+        if self.partial is not None and self.partial[0] == weights:
+            todo = [c for c, _ in self.partial[1]]
+        else:
+            self.route53 = weights
+            todo = list(self.spec.traffic.istio.clusters)
+        pending = []
+        for c in todo:
+            if self.reachable[c]:
+                self.copies[c] = weights
+            else:
+                pending.append((c, f"cluster {c} unreachable"))
+        if pending:
+            self.partial = (weights, tuple(pending))
+        else:
+            self.partial, self.applied = None, weights
 
     # --- the invariants
     def check(self) -> None:
-        target = self.status.target_cluster or "even"
-        steps = self.spec.traffic.steps
-        for where, w in (("route53", self.route53), ("virtualService", self.virtual_service)):
-            if w is None or w == self.initial[0 if where == "route53" else 1]:
-                continue  # untouched by this release
-            if w.even + w.odd != 100:
-                raise InvariantBroken(f"{where} weights sum to {w.even + w.odd}")
-            new = w.of(target)
-            if self.status.phase in ("Failed", "Pending", None, "Deploying") and new > 0:
-                raise InvariantBroken(f"{where}: {target} has {new} in {self.status.phase}")
-            if self.status.step_index is not None and new > steps[self.status.step_index]:
-                raise InvariantBroken(f"{where}: {new} > step {steps[self.status.step_index]}")
-            if new > 0 and not self.ever_available:
-                raise InvariantBroken(f"{where}: traffic before the Deployment was Available")
-            if new > 0 and self.status.deployment_available_at is None:
-                raise InvariantBroken(f"{where}: traffic but no deploymentAvailableAt in status")
+        target = self.status.target_cluster or parity_cluster(self.spec.sprint)
+        traffic: dict[str, Weights | None] = {"route53": self.route53}
+        traffic.update({f"vs/{c}": w for c, w in self.copies.items()})
+        if self.route53 == self.initial[0]:
+            traffic.pop("route53")  # untouched by this release
+        for c, w in self.initial[1].items():
+            if self.copies[c] == w:
+                traffic.pop(f"vs/{c}")
+        broken = violations(target, self.status, traffic, self.ever_available, self.track)
+        live = [self.route53, *self.copies.values()]
+        if self.status.phase in ("Pending", "Deploying", None) and any(
+            w is not None and w.of(target) > 0 and w not in self.initial for w in live
+        ):
+            broken.append(f"traffic on {target} in {self.status.phase}")
+        for cluster, dep in self.deployments.items():
+            serving = [w.of(cluster) for w in live if w is not None]
+            if dep.replicas == 0 and any(serving) and self.route53 and self.route53.of(cluster):
+                broken.append(f"{cluster} scaled to 0 while Route 53 sends it traffic")
+        if broken:
+            raise InvariantBroken("; ".join(broken))

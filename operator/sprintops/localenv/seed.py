@@ -88,8 +88,14 @@ def operator_rbac() -> list[dict[str, Any]]:
             "resources": ["deployments"],
             "verbs": ["get", "list", "watch", "create", "patch"],
         },
-        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
+        # Which cluster a kubeconfig really reaches (two Secrets must be two clusters).
+        {
+            "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": ["kube-system"],
+            "verbs": ["get"],
+        },
         {
             "apiGroups": [ISTIO_GROUP],
             "resources": ["virtualservices"],
