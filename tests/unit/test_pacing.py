@@ -137,6 +137,33 @@ def test_group_commit_respects_take_and_a_failing_call_fails_only_its_members() 
     assert all(outcome[v] == str(v) for v in range(12) if v not in failed)
 
 
+@pytest.mark.parametrize("breaks", ["settle", "take"])
+def test_a_round_that_fails_outside_the_call_fails_its_items_not_the_zone(breaks: str) -> None:
+    """An exception outside `send` once left the leader queued: every later caller for the
+    zone then waited for ever."""
+    fail_once = {"settle": True, "take": True}
+
+    def maybe_fail(name: str) -> None:
+        if breaks == name and fail_once[name]:
+            fail_once[name] = False
+            raise OSError(f"{name} broke")
+
+    def take(values: list[int]) -> int:
+        maybe_fail("take")
+        return len(values)
+
+    commit: GroupCommit[str, int, int] = GroupCommit(
+        lambda key, values: list(values), take=take, settle=lambda: maybe_fail("settle")
+    )
+    with pytest.raises(OSError, match="broke"):
+        commit("zone", 1)
+    done: list[int] = []
+    later = threading.Thread(target=lambda: done.append(commit("zone", 2)), daemon=True)
+    later.start()
+    later.join(5)
+    assert done == [2], "the zone is wedged"
+
+
 def _changes(name: str, value: str = "x.example.") -> list[Change]:
     return [
         {

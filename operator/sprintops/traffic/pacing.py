@@ -108,7 +108,7 @@ class GroupCommit(Generic[K, T, R]):
                 if item.lead:
                     self._cond.release()
                     try:
-                        self._round(key)
+                        self._round(key, item)
                     finally:
                         self._cond.acquire()
                 else:
@@ -119,20 +119,26 @@ class GroupCommit(Generic[K, T, R]):
             raise item.error
         return item.result  # type: ignore[return-value]
 
-    def _round(self, key: K) -> None:
-        self._settle()
-        with self._cond:
-            queue = self._queues[key]
-            # The leader stays at the front until its own call is done.
-            count = max(1, self._take([i.value for i in queue]))
-            batch = queue[:count]
+    def _round(self, key: K, leader: _Item[T, R]) -> None:
+        """One call for the front of the queue. Whatever fails, the items taken (at least the
+        leader's) are answered and leave the queue: a failed round fails its items, never
+        the key, or every later caller would wait for ever."""
+        batch = [leader]
         results: Sequence[R | Exception]
         try:
+            self._settle()
+            with self._cond:
+                queue = self._queues[key]
+                # The leader stays at the front until its own call is done.
+                batch = queue[: max(1, self._take([i.value for i in queue]))]
             results = self._send(key, [i.value for i in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for {len(batch)} calls")
         except Exception as exc:  # the call failed for everyone in it
             results = [exc] * len(batch)
         with self._cond:
-            del self._queues[key][: len(batch)]
+            taken = {id(i) for i in batch}
+            self._queues[key] = [i for i in self._queues[key] if id(i) not in taken]
             for item, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     item.error = result
