@@ -48,7 +48,7 @@ def pooled(cfg: client.Configuration) -> client.ApiClient:
     cfg.connection_pool_maxsize = POOL_SIZE
     # A request that timed out is not sent again: every call has its own timeout, and a
     # cluster that accepts connections but never answers must cost one timeout, not four.
-    cfg.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0)
+    cfg.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0)
     return client.ApiClient(cfg)
 
 

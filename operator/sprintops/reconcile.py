@@ -61,7 +61,7 @@ HOLDING_ERRORS = (
     TimeoutError,
 )
 # Failures no retry can fix: the spec names something that does not exist.
-PERMANENT_ERRORS = (LookupError,)
+PERMANENT_ERRORS = (LookupError, SameClusterError)
 EmitFn = Callable[[dict[str, Any], Emit], None]
 
 
@@ -132,8 +132,10 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
         return f"stored object does not match the API ({exc.error_count()} errors at {where})"
+    if isinstance(exc, KeyError):  # its str() is a repr
+        return f"not found: {exc.args[0] if exc.args else ''}"
     if isinstance(exc, (*HOLDING_ERRORS, *PERMANENT_ERRORS)):
-        return str(exc).strip("'\"")  # a KeyError-style repr quotes its message
+        return str(exc)
     # Anything else may carry a request or a credential in its text: the type only.
     return f"internal error ({type(exc).__name__}); the operator log has the traceback"
 
@@ -232,7 +234,7 @@ class Reconciler:
         pending = await self.retreat(spec, meta["namespace"], meta["uid"], weights)
         if pending:
             left = "; ".join(f"VirtualService in {c}: {why}" for c, why in pending)
-            why = f"Route 53 carries all traffic on {previous}; not reverted, unreachable: {left}"
+            why = f"Route 53 carries all traffic on {previous}; not reverted: {left}"
             self.emit(obj, Emit("Warning", "RolledBackOnDelete", why))
         else:
             why = f"all traffic back on {previous} in Route 53 and every VirtualService copy"

@@ -214,7 +214,12 @@ def test_target_apiserver_down_for_30s_holds_then_continues(
         environment.stop_apiserver(env.state, "even")
         try:
             held = wait_status(env, name, lambda s: "cluster even" in (s.get("message") or ""), 30)
+            before = dict(watcher.source_samples)
             time.sleep(30 - 1)
+            # The watcher kept checking what still answers while one cluster did not.
+            assert watcher.source_samples["route53"] - before.get("route53", 0) > 10
+            assert watcher.source_samples["vs/odd"] - before.get("vs/odd", 0) > 10
+            assert watcher.source_errors["vs/even"] > 0
             during = env.status(name)
             assert during["stepIndex"] == 0 and during["phase"] == "Progressing", during
             assert env.route53().read(spec.traffic.route53) == Weights(even=10, odd=90)

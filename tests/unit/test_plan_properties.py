@@ -63,15 +63,6 @@ def test_invariants_hold_under_any_sequence(
     check_sequence(steps, sprint, bake, available_after, history)
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(**inputs)
-def test_fuzz_10000_sequences(
-    steps: list[int], sprint: int, bake: str, available_after: float, history: list[str]
-) -> None:
-    """The same property, 10,000 examples: the plan never raises, never breaks an invariant."""
-    check_sequence(steps, sprint, bake, available_after, history)
-
-
 def check_sequence(
     steps: list[int], sprint: int, bake: str, available_after: float, history: list[str]
 ) -> None:

@@ -31,6 +31,7 @@ class Report:
     releases: int
     kills: int = 0
     samples: int = 0
+    sample_errors: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
@@ -43,7 +44,8 @@ class Report:
     def summary(self) -> str:
         return (
             f"chaos seed={self.seed} releases={self.releases} kills={self.kills} "
-            f"samples={self.samples} violations={len(self.violations)} stuck={len(self.stuck)} "
+            f"samples={self.samples} sample_errors={sum(self.sample_errors.values())} "
+            f"violations={len(self.violations)} stuck={len(self.stuck)} "
             f"wrong_outcome={len(self.wrong)} seconds={self.seconds:.0f}"
         )
 
@@ -103,6 +105,7 @@ def run(
                     time.sleep(rng.uniform(0.0, 1.0))
                     operator.start()
             report.samples = watcher.samples
+            report.sample_errors = dict(watcher.source_errors)
             report.violations = list(watcher.violations)
         statuses = _terminal(custom, docs)
         for doc in docs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import urllib.request
@@ -296,6 +297,16 @@ def start_apiserver(layout: Layout, state: State, cluster: str) -> None:
     pids = plane.start_controllers(cluster, layout.root / f"kubeconfig-{cluster}")
     state.pids.update({f"{name}-{cluster}": pid for name, pid in pids.items()})
     layout.save(state)
+
+
+def freeze(state: State, process: str) -> None:
+    """SIGSTOP: the process keeps its port, the kernel still accepts connections, and nothing
+    answers them (a hung server, unlike a dead one). `process` is a key of `state.pids`."""
+    os.kill(state.pids[process], signal.SIGSTOP)
+
+
+def thaw(state: State, process: str) -> None:
+    os.kill(state.pids[process], signal.SIGCONT)
 
 
 def stop_prometheus(state: State) -> None:

@@ -3,23 +3,32 @@
 It reads what a release manager would read, in an order that makes the checks sound: traffic
 first (Route 53, every VirtualService copy), then the release's status and the Deployment.
 The operator writes status before it moves traffic, so status read after the weights is at
-least as far along as the step those weights belong to.
+least as far along as the step those weights belong to. The invariants themselves are
+`sprintops.invariants`, the same ones the unit world checks.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import urllib3
+from botocore.exceptions import BotoCoreError
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sprintops import api, manifests
-from sprintops.api import TERMINAL_PHASES, Cluster, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.api import Cluster, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.invariants import Track, violations
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
+
+T = TypeVar("T")
+TIMEOUT = 3  # seconds per read: a hung cluster must not stall the other sources
 
 
 @dataclass(frozen=True)
@@ -30,16 +39,6 @@ class Watched:
 
 
 @dataclass
-class Track:
-    """What the watcher remembers of one release between samples."""
-
-    step_index: int = -1
-    phase: str | None = None
-    seen_available: bool = False
-    max_target_weight: int = 0
-
-
-@dataclass
 class InvariantWatcher:
     apis: dict[str, client.ApiClient]
     releases: list[Watched]
@@ -47,6 +46,9 @@ class InvariantWatcher:
     samples: int = 0
     violations: list[str] = field(default_factory=list)
     errors: int = 0
+    # Per source (route53, vs/<cluster>, status, deployment): reads that answered, and not.
+    source_samples: Counter[str] = field(default_factory=Counter)
+    source_errors: Counter[str] = field(default_factory=Counter)
     tracks: dict[str, Track] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,71 +67,63 @@ class InvariantWatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             for release in self.releases:
-                try:
-                    self.sample(release)
-                except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:
-                    # The world may be mid-restart (that is what chaos tests do); not a violation.
-                    self.errors += 1
-                    if self.errors > 1000:
-                        self.violations.append(f"watcher cannot read the world: {exc}")
-                        return
+                self.sample(release)
             time.sleep(self.period)
+
+    def _read(self, source: str, read: Callable[[], T]) -> T | None:
+        """One source of one sample; a source that does not answer is counted and skipped,
+        so the others are still checked (that is when checking matters most)."""
+        try:
+            value = read()
+        except (ApiException, OSError, urllib3.exceptions.HTTPError, BotoCoreError):
+            self.source_errors[source] += 1
+            self.errors += 1
+            return None
+        self.source_samples[source] += 1
+        return value
 
     def sample(self, release: Watched) -> None:
         spec = release.spec
         key = f"{release.namespace}/{release.name}"
-        r53 = self.route53.read(spec.traffic.route53)
-        copies: dict[str, Weights] = {}
+        traffic: dict[str, Weights | None] = {
+            "route53": self._read("route53", lambda: self.route53.read(spec.traffic.route53))
+        }
+        ref = spec.traffic.istio.virtual_service
         for cluster in spec.traffic.istio.clusters:
-            ref = spec.traffic.istio.virtual_service
-            vs = client.CustomObjectsApi(self.apis[cluster]).get_namespaced_custom_object(
-                GROUP, VERSION, ref.namespace, PLURAL, ref.name
-            )
-            copies[cluster] = weights_of(vs, spec.traffic.istio)
-        body = client.CustomObjectsApi(self.apis["mgmt"]).get_namespaced_custom_object(
-            api.GROUP, api.VERSION, release.namespace, api.PLURAL, release.name
+
+            def copy(cluster: str = cluster) -> Weights:
+                vs = client.CustomObjectsApi(self.apis[cluster]).get_namespaced_custom_object(
+                    GROUP, VERSION, ref.namespace, PLURAL, ref.name, _request_timeout=TIMEOUT
+                )
+                return weights_of(vs, spec.traffic.istio)
+
+            traffic[f"vs/{cluster}"] = self._read(f"vs/{cluster}", copy)
+        body = self._read(
+            "status",
+            lambda: client.CustomObjectsApi(self.apis["mgmt"]).get_namespaced_custom_object(
+                api.GROUP,
+                api.VERSION,
+                release.namespace,
+                api.PLURAL,
+                release.name,
+                _request_timeout=TIMEOUT,
+            ),
         )
+        if body is None:
+            return  # without the status nothing can be judged
         status = SprintReleaseStatus.model_validate(body.get("status") or {})
         target: Cluster = api.parity_cluster(spec.sprint)
-        available = self._available(target, spec)
+        available = self._read("deployment", lambda: self._available(target, spec))
         self.samples += 1
         track = self.tracks.setdefault(key, Track())
-        track.seen_available |= available
-
-        def bad(what: str) -> None:
-            self.violations.append(f"{key} at sample {self.samples}: {what}")
-
-        traffic = {"route53": r53, **{f"vs/{c}": w for c, w in copies.items()}}
-        # A release refused before it moved anything owns none of the traffic it sees.
-        owns = not (status.phase in (None, "Pending", "Failed") and status.step_index is None)
-        allowed = spec.traffic.steps[status.step_index] if status.step_index is not None else 0
-        for where, w in traffic.items():
-            if w is None:
-                continue
-            if w.even + w.odd != 100:
-                bad(f"{where} weights sum to {w.even + w.odd} ({w})")
-            new = w.of(target)
-            if not owns or new == 0:
-                continue
-            if new > allowed:
-                bad(f"{where} gives {target} {new}% but status is at step {status.step_index}")
-            if status.deployment_available_at is None:
-                bad(f"{where} gives {target} {new}% before the Deployment was recorded Available")
-            if not track.seen_available:
-                bad(f"{where} gives {target} {new}% before its Deployment was ever Available")
-            track.max_target_weight = max(track.max_target_weight, new)
-        index = -1 if status.step_index is None else status.step_index
-        if index < track.step_index:
-            bad(f"stepIndex went back {track.step_index} -> {index}")
-        if track.phase in TERMINAL_PHASES and status.phase != track.phase:
-            bad(f"terminal phase {track.phase} left for {status.phase}")
-        track.step_index, track.phase = index, status.phase
+        for broken in violations(target, status, traffic, bool(available), track):
+            self.violations.append(f"{key} at sample {self.samples}: {broken}")
 
     def _available(self, cluster: Cluster, spec: SprintReleaseSpec) -> bool:
         apiclient = self.apis[cluster]
         try:
             dep = client.AppsV1Api(apiclient).read_namespaced_deployment(
-                spec.service.name, spec.service.namespace
+                spec.service.name, spec.service.namespace, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 404:

@@ -1,0 +1,248 @@
+"""The safety net on the worst day (issue #11): one scenario per hole the review found,
+each driven through the world model. Every one of them failed on commit e34de9d."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from sprintops.api import SprintReleaseStatus, Weights
+from sprintops.plan import Observations, ScaleDown, TargetDeployment, plan
+from tests.unit.world import World, canonical_spec
+
+ODD_LIVE = Weights(even=0, odd=100)
+
+
+def _until(world: World, holds: object, limit: int = 500) -> None:
+    for _ in range(limit):
+        if holds(world):  # type: ignore[operator]
+            return
+        wait = world.reconcile()
+        world.now += dt.timedelta(seconds=wait if wait else 0.5)
+    raise AssertionError(f"never reached; status: {world.status}")
+
+
+def _at_step(world: World, index: int) -> None:
+    _until(world, lambda w: w.status.step_index == index and w.status.step_started_at)
+
+
+def _token(world: World, n: int = 0) -> str:
+    return f"{world.now.isoformat()}/{n}"
+
+
+@pytest.mark.parametrize("how", ["abort", "failing-gates"])
+def test_rollback_with_the_target_cluster_gone_moves_route53_and_repairs_the_copy_later(
+    how: str,
+) -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.reachable["even"] = False
+    if how == "abort":
+        world.requests = world.requests.model_copy(update={"abort": _token(world)})
+    else:
+        world.health = "fail"
+    _until(world, lambda w: w.status.pending_copies == ["even"])
+    assert world.status.phase == "RollingBack"
+    assert world.route53 == world.copies["odd"] == ODD_LIVE  # DNS moved without the target
+    assert world.copies["even"] == Weights(even=10, odd=90)  # not reachable, pending
+    assert "VirtualService copies pending in even" in (world.status.message or "")
+    assert any(e.reason == "RollbackPending" for e in world.events)
+    for _ in range(20):  # it stays RollingBack while the copy is pending
+        world.now += dt.timedelta(seconds=world.reconcile() or 1)
+    assert world.status.phase == "RollingBack"
+    world.reachable["even"] = True
+    _until(world, lambda w: w.status.phase == "RolledBack")
+    assert world.copies["even"] == ODD_LIVE and world.status.pending_copies == []
+    reason = "Aborted" if how == "abort" else "ChecksFailed"
+    assert next(c for c in world.status.conditions if c.type == "Degraded").reason == reason
+
+
+def test_a_blocked_release_whose_traffic_moved_rolls_back_past_the_deadline() -> None:
+    world = World(canonical_spec(analysis__progressDeadline="2m"))
+    _at_step(world, 0)
+    world.blocker = "cannot read the VirtualService in cluster even: unreachable"
+    _until(world, lambda w: w.status.phase != "Progressing", limit=200)
+    assert world.status.phase == "RollingBack"
+    assert world.status.message is not None
+    assert "past progressDeadline 2m" in world.status.message
+    assert "cannot read the VirtualService in cluster even" in world.status.message
+    assert world.route53 == ODD_LIVE
+    # Backed off while blocked: far fewer looks than one per 5 s.
+    assert sum(1 for e in world.events if e.reason == "Blocked") == 1
+
+
+def test_a_blocked_release_whose_traffic_never_moved_fails_past_the_deadline() -> None:
+    world = World(canonical_spec(analysis__progressDeadline="1m"))
+    _until(world, lambda w: w.status.phase == "Deploying")
+    world.reachable["even"] = False
+    _until(world, lambda w: w.status.phase == "Failed", limit=200)
+    assert "traffic was not touched" in (world.status.message or "")
+    assert world.route53 == ODD_LIVE
+
+
+def test_an_early_resume_never_lifts_a_later_pause() -> None:
+    world = World(canonical_spec(rollback__automatic=False, analysis__bakeTime="30s"))
+    _at_step(world, 0)
+    world.requests = world.requests.model_copy(update={"pause": _token(world, 1)})
+    _until(world, lambda w: w.status.phase == "Paused")
+    world.requests = world.requests.model_copy(update={"resume": _token(world, 2)})
+    _until(world, lambda w: w.status.phase == "Progressing")
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "Paused")
+    assert world.status.pause_reason == "ChecksFailed" and world.status.paused_at
+    resumed = sum(1 for e in world.events if e.reason == "Resumed")
+    for _ in range(200):
+        world.now += dt.timedelta(seconds=world.reconcile() or 1)
+    assert world.status.phase == "Paused"
+    assert sum(1 for e in world.events if e.reason == "Resumed") == resumed
+    world.requests = world.requests.model_copy(update={"resume": _token(world, 3)})
+    world.reconcile()
+    assert world.status.phase == "Progressing" and world.status.paused_at is None
+
+
+def test_a_pause_written_by_an_older_operator_still_resumes() -> None:
+    world = World(canonical_spec(rollback__automatic=False))
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "Paused")
+    old = world.status.model_copy(update={"paused_at": None, "pause_reason": None})
+    world.status = old
+    world.requests = world.requests.model_copy(update={"resume": "9999"})
+    world.reconcile()
+    assert world.status.phase == "Progressing"
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"traffic__steps": [100]},
+        {"traffic__steps": [5, 20, 30, 40, 50, 100]},
+        {"service__template__metadata__labels__edited": "yes"},
+    ],
+)
+def test_an_edit_in_flight_restarts_from_the_first_step(index: int, edit: dict) -> None:
+    world = World(canonical_spec())
+    _at_step(world, index)
+    before = world.route53
+    assert before is not None
+    world.edit(**edit)
+    seen = [before]
+    for _ in range(500):
+        wait = world.reconcile()  # never raises; invariants checked inside
+        if not seen or seen[-1] != world.route53:
+            seen.append(world.route53)
+        if world.status.phase == "Succeeded":
+            break
+        world.now += dt.timedelta(seconds=wait if wait else 0.5)
+    assert world.status.phase == "Succeeded"
+    assert any(e.reason == "Restarting" for e in world.events)
+    # Traffic went back to the previous cluster first, then rose step by step again.
+    steps = world.spec.traffic.steps
+    assert seen == [before, ODD_LIVE, *(Weights(even=s, odd=100 - s) for s in steps)]
+    assert [s.weight for s in world.status.steps] == steps
+
+
+def test_an_edit_while_deploying_applies_the_new_template_first() -> None:
+    world = World(canonical_spec(), available_after=5)
+    _until(world, lambda w: w.status.phase == "Deploying")
+    world.now += dt.timedelta(seconds=4)
+    world.edit(service__template__metadata__labels__edited="yes")
+    deployed_at = world.deployed_at
+    world.run()
+    assert world.status.phase == "Succeeded"
+    assert world.deployed_at is not None and deployed_at is not None
+    assert world.deployed_at > deployed_at  # applied again, Available again before traffic
+
+
+@pytest.mark.parametrize(
+    "live", [Weights(even=0, odd=0), Weights(even=30, odd=70), Weights(even=100, odd=100)]
+)
+def test_a_pair_without_exactly_one_live_cluster_is_refused(live: Weights) -> None:
+    world = World(canonical_spec(), route53=Weights.model_construct(even=live.even, odd=live.odd))
+    world.run()
+    assert world.status.phase == "Failed"
+    assert "does not have exactly one live cluster" in (world.status.message or "")
+    assert world.deployed_sprint is None
+    assert any(e.reason == "PairNotLive" for e in world.events)
+
+
+def _succeeded(scale_down_after: str = "1m") -> World:
+    world = World(canonical_spec(idle__scaleDownAfter=scale_down_after))
+    _until(world, lambda w: w.status.phase == "Succeeded")
+    return world
+
+
+def test_a_newer_release_cancels_the_scale_down() -> None:
+    world = _succeeded()
+    world.successor = "releases/document-service-sprint-43"
+    world.run()
+    assert not world.scaled_down
+    assert "sprint-43" in (world.status.scale_down_skipped or "")
+    assert any(e.reason == "ScaleDownCancelled" for e in world.events)
+
+
+def test_a_cluster_with_traffic_is_never_scaled_down() -> None:
+    world = _succeeded()
+    world.route53 = Weights(even=90, odd=10)  # someone sent traffic back by hand
+    world.run()
+    assert not world.scaled_down
+    assert "odd still gets traffic (10%)" in (world.status.scale_down_skipped or "")
+
+
+def test_a_newer_sprint_deployed_in_the_previous_cluster_is_never_scaled_down() -> None:
+    world = _succeeded()
+    world.deployments["odd"].sprint = 43
+    world.run()
+    assert world.deployments["odd"].replicas == 3
+    assert "belongs to sprint 43" in (world.status.scale_down_skipped or "")
+
+
+def test_the_scale_down_names_the_sprint_it_expects() -> None:
+    world = _succeeded()
+    world.now += dt.timedelta(minutes=2)
+    result = plan(world.spec, world.status, world.observe())
+    assert result.actions == (ScaleDown("odd", 41),)
+    world.deployments["odd"].sprint = 43  # a newer sprint deploys in between
+    world._run(result.actions[0])
+    assert world.deployments["odd"].replicas == 3  # the label precondition held it
+
+
+def test_status_of_the_older_operator_continues_to_success() -> None:
+    """Status written by e34de9d (no specHash, pausedAt, blockedSince, pendingCopies)."""
+    world = World(canonical_spec())
+    _at_step(world, 1)
+    stored = world.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for new_field in ("specHash", "pausedAt", "pauseReason", "blockedSince", "pendingCopies"):
+        stored.pop(new_field, None)
+    world.status = SprintReleaseStatus.model_validate(stored)
+    world.crash()
+    world.run()
+    assert world.status.phase == "Succeeded"
+    assert [s.weight for s in world.status.steps] == [10, 50, 100]
+
+
+def test_abort_is_taken_even_while_a_blocker_stands() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.blocker = "cannot read the Deployment in cluster even: unreachable"
+    world.reconcile()
+    world.requests = world.requests.model_copy(update={"abort": _token(world)})
+    world.reconcile()
+    assert world.status.phase == "RollingBack"
+    assert world.route53 == ODD_LIVE
+
+
+def test_an_unreadable_target_holds_its_availability_check_instead_of_failing_it() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    obs = Observations(
+        now=world.now + dt.timedelta(seconds=10),
+        applied=world.applied,
+        checks=(),
+        target_error="cluster even unreachable",
+        target=TargetDeployment(42, False),
+    )
+    result = plan(world.spec, world.status, obs)
+    available = [r for r in result.status.analysis if r.metric == "deployment-available"]
+    assert available[-1].verdict == "hold" and result.status.consecutive_failures == 0
