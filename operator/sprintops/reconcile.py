@@ -420,6 +420,8 @@ class Reconciler:
         elif isinstance(action, SetWeights) and action.retreat:
             await self.retreat(spec, namespace, uid, action.weights)
         elif isinstance(action, SetWeights):
+            # A rise may write Route 53: a pending retreat must write it again, not trust it.
+            self.rt.partial.pop(uid, None)
             await asyncio.to_thread(self._set_weights, spec, namespace, action.weights)
             self.rt.applied[uid] = action.weights
         elif isinstance(action, ScaleDown):

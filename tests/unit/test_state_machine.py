@@ -140,7 +140,7 @@ class Release(RuleBasedStateMachine):
     def spec_is_edited(self, edit: str, extra: int) -> None:
         steps = self.world.spec.traffic.steps
         if edit == "grow":
-            self.world.edit(traffic__steps=sorted({*steps, extra}))
+            self.world.edit(traffic__steps=sorted({*steps, extra})[-10:])
         elif edit == "shrink":
             self.world.edit(traffic__steps=steps[-1:])
         elif edit == "template":

@@ -245,14 +245,8 @@ class World:
                 self.action_error = "Route 53 said no"  # reported once, as the reconciler does
             elif action.retreat:
                 self._retreat(action.weights)
-            elif not all(self.reachable[c] for c in self.spec.traffic.istio.clusters):
-                # A rise checks every copy before it writes anything.
-                self.action_error = "cannot read the VirtualService: cluster unreachable"
             else:
-                self.route53 = action.weights
-                for c in self.spec.traffic.istio.clusters:
-                    self.copies[c] = action.weights
-                self.applied = action.weights
+                self._rise(action.weights)
         elif isinstance(action, ScaleDown):
             dep = self.deployments.get(action.cluster)
             if not self.reachable[action.cluster]:
@@ -260,6 +254,18 @@ class World:
             elif dep is not None and dep.sprint == action.sprint:  # the label precondition
                 dep.replicas = 0
         self.virtual_service = self.copies[self.spec.traffic.istio.clusters[0]]
+
+    def _rise(self, weights: Weights) -> None:
+        # As the reconciler: a rise forgets a pending retreat (it may write Route 53), and
+        # checks every copy before it writes anything.
+        self.partial = None
+        if not all(self.reachable[c] for c in self.spec.traffic.istio.clusters):
+            self.action_error = "cannot read the VirtualService: cluster unreachable"
+            return
+        self.route53 = weights
+        for c in self.spec.traffic.istio.clusters:
+            self.copies[c] = weights
+        self.applied = weights
 
     def _retreat(self, weights: Weights) -> None:
         if self.partial is not None and self.partial[0] == weights:
