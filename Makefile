@@ -73,8 +73,10 @@ clean: env-down
 bench: venv prometheus binaries
 	$(BIN)/sprintops bench
 
-# 20 releases, 30+ SIGKILLs each run, three seeds; exits non-zero on any violation.
+# The state machine over the world model, deep; then 20 releases, 30+ SIGKILLs each run,
+# three seeds; exits non-zero on any violation.
 chaos: venv prometheus binaries
+	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -q tests/unit/test_state_machine.py
 	$(BIN)/sprintops chaos --seed 1 --seed 2 --seed 3
 
 # Needs a Docker engine (not available on every machine); see hack/kind/e2e.sh.

@@ -42,7 +42,7 @@ from sprintops.plan import (
     plan,
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
-from sprintops.traffic.route53 import Route53Pairs, WeightError
+from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError
 
 log = logging.getLogger("sprintops.rollout")
 
@@ -87,10 +87,21 @@ class Runtime:
         default_factory=dict
     )
 
+    # uid -> the latest decision to move its traffic. A write made for an older decision is
+    # skipped: a cancelled reconcile's thread (threads cannot be cancelled) must not put a
+    # stale weight on top of a newer rollback.
+    decisions: dict[str, int] = field(default_factory=dict)
     # Releases being deleted: their daemon stops, the deletion handler reverts the traffic.
     deleting: set[str] = field(default_factory=set)
     # One reconcile or revert of a release at a time, within this process.
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def decide(self, uid: str) -> int:
+        self.decisions[uid] = self.decisions.get(uid, 0) + 1
+        return self.decisions[uid]
+
+    def superseded(self, uid: str, decision: int) -> bool:
+        return self.decisions.get(uid) != decision
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -110,6 +121,7 @@ class Runtime:
             self.last_written,
             self.route53_verified,
             self.partial,
+            self.decisions,
         ):
             memory.pop(uid, None)
 
@@ -422,8 +434,8 @@ class Reconciler:
         elif isinstance(action, SetWeights):
             # A rise may write Route 53: a pending retreat must write it again, not trust it.
             self.rt.partial.pop(uid, None)
-            await asyncio.to_thread(self._set_weights, spec, namespace, action.weights)
-            self.rt.applied[uid] = action.weights
+            if await self._set_weights(spec, namespace, uid, action.weights):
+                self.rt.applied[uid] = action.weights
         elif isinstance(action, ScaleDown):
             workload = await self._workload(spec, namespace, action.cluster)
             await asyncio.to_thread(workload.scale_to_zero, spec.service, action.sprint)
@@ -440,22 +452,35 @@ class Reconciler:
                 f"(kube-system uid {uids['even']}); refusing to deploy over the live one"
             )
 
-    def _set_weights(self, spec: SprintReleaseSpec, namespace: str, weights: Weights) -> None:
+    async def _set_weights(
+        self, spec: SprintReleaseSpec, namespace: str, uid: str, weights: Weights
+    ) -> bool:
         """More traffic to the new cluster: Route 53 (one batch, then INSYNC) and every
         VirtualService copy. Every copy is checked first, so a bad VirtualService leaves
-        Route 53 untouched."""
-        istio = spec.traffic.istio
-        copies = [
-            VirtualServices(self.rt.secrets.for_cluster(spec, namespace, c), c)
-            for c in istio.clusters
-        ]
-        for vs in copies:
-            with translated(f"cannot read the VirtualService in cluster {vs.cluster}"):
-                vs.check(istio)
-        self.rt.route53.wait_insync(self.rt.route53.write(spec.traffic.route53, weights))
-        for vs in copies:
-            with translated(f"cannot update the VirtualService in cluster {vs.cluster}"):
-                vs.set(istio, weights)
+        Route 53 untouched. Returns False if a newer decision overtook it."""
+        decision = self.rt.decide(uid)
+        await asyncio.to_thread(self._copies, spec, namespace)
+        if self.rt.superseded(uid, decision):
+            return False
+        written = await asyncio.to_thread(self.rt.route53.write, spec.traffic.route53, weights)
+        await self.insync(written)
+        for cluster in spec.traffic.istio.clusters:
+            await asyncio.to_thread(
+                self._set_copy, spec, namespace, cluster, weights, (uid, decision)
+            )
+        return not self.rt.superseded(uid, decision)
+
+    async def insync(self, change_id: str, poll: float = 1.0) -> None:
+        """Waits for INSYNC in the event loop: a propagation that takes minutes holds no
+        worker thread, so other releases' reads and status writes do not queue behind it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INSYNC_TIMEOUT
+        while not await asyncio.to_thread(self.rt.route53.insync, change_id, poll):
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"Route 53 change {change_id} not INSYNC after {INSYNC_TIMEOUT:.0f}s"
+                )
+            await asyncio.sleep(poll)
 
     async def retreat(
         self, spec: SprintReleaseSpec, namespace: str, uid: str, weights: Weights
@@ -463,15 +488,19 @@ class Reconciler:
         """Traffic back to the previous cluster without needing the new one: Route 53 first
         (DNS is what moves clients), then every copy side by side. A copy that does not
         answer is remembered as pending and retried alone; returns the pending copies."""
+        decision = self.rt.decide(uid)
         partial = self.rt.partial.get(uid)
         if partial is not None and partial[0] == weights:
             todo = [c for c, _ in partial[1]]
         else:
             written = await asyncio.to_thread(self.rt.route53.write, spec.traffic.route53, weights)
-            await asyncio.to_thread(self.rt.route53.wait_insync, written)
+            await self.insync(written)
             todo = list(spec.traffic.istio.clusters)
         results = await asyncio.gather(
-            *(asyncio.to_thread(self._set_copy, spec, namespace, c, weights) for c in todo),
+            *(
+                asyncio.to_thread(self._set_copy, spec, namespace, c, weights, (uid, decision))
+                for c in todo
+            ),
             return_exceptions=True,
         )
         pending: list[tuple[Cluster, str]] = []
@@ -489,8 +518,15 @@ class Reconciler:
         return tuple(pending)
 
     def _set_copy(
-        self, spec: SprintReleaseSpec, namespace: str, cluster: Cluster, weights: Weights
+        self,
+        spec: SprintReleaseSpec,
+        namespace: str,
+        cluster: Cluster,
+        weights: Weights,
+        decided: tuple[str, int],
     ) -> None:
+        if self.rt.superseded(*decided):
+            return  # a newer decision moves this traffic now
         with translated(f"cannot update the VirtualService in cluster {cluster}"):
             api_client = self.rt.secrets.for_cluster(spec, namespace, cluster)
             VirtualServices(api_client, cluster).set(spec.traffic.istio, weights)

@@ -1,4 +1,5 @@
-"""`make chaos`: many releases, the operator SIGKILLed at seeded random moments, and an
+"""`make chaos`: many releases, the operator SIGKILLed at seeded random moments, the target
+cluster's apiserver frozen (SIGSTOP) for seconds at a time, specs edited in flight, and an
 independent watcher asserting the invariants at every sample.
 
 Healthy releases must end Succeeded with all traffic on the new cluster; unhealthy ones
@@ -30,6 +31,8 @@ class Report:
     seed: int
     releases: int
     kills: int = 0
+    freezes: int = 0
+    edits: int = 0
     samples: int = 0
     sample_errors: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
@@ -44,6 +47,7 @@ class Report:
     def summary(self) -> str:
         return (
             f"chaos seed={self.seed} releases={self.releases} kills={self.kills} "
+            f"freezes={self.freezes} edits={self.edits} "
             f"samples={self.samples} sample_errors={sum(self.sample_errors.values())} "
             f"violations={len(self.violations)} stuck={len(self.stuck)} "
             f"wrong_outcome={len(self.wrong)} seconds={self.seconds:.0f}"
@@ -99,11 +103,16 @@ def run(
                 done = _terminal(custom, docs)
                 if len(done) == len(docs):
                     break
-                if report.kills < kills:
-                    operator.kill()
-                    report.kills += 1
-                    time.sleep(rng.uniform(0.0, 1.0))
-                    operator.start()
+                _fault(
+                    rng,
+                    report,
+                    kills=kills,
+                    state=state,
+                    operator=operator,
+                    custom=custom,
+                    docs=docs,
+                    done=done,
+                )
             report.samples = watcher.samples
             report.sample_errors = dict(watcher.source_errors)
             report.violations = list(watcher.violations)
@@ -120,6 +129,63 @@ def run(
         for doc in docs:
             fleet.remove(custom, doc["metadata"]["name"], wait=False)
     return report
+
+
+def _fault(
+    rng: random.Random,
+    report: Report,
+    *,
+    kills: int,
+    state: environment.State,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    docs: list[dict[str, Any]],
+    done: dict[str, SprintReleaseStatus],
+) -> None:
+    """One seeded fault: mostly an operator SIGKILL, sometimes a frozen target cluster or a
+    spec edited in flight."""
+    fault = rng.random()
+    if fault < 0.15:
+        _freeze_target(state, rng)
+        report.freezes += 1
+    elif fault < 0.25 and _edit_one(custom, docs, done, rng):
+        report.edits += 1
+    elif report.kills < kills:
+        operator.kill()
+        report.kills += 1
+        time.sleep(rng.uniform(0.0, 1.0))
+        operator.start()
+
+
+def _freeze_target(state: environment.State, rng: random.Random) -> None:
+    """The new cluster's apiserver hangs (accepts connections, answers nothing) a while."""
+    environment.freeze(state, "apiserver-even")
+    try:
+        time.sleep(rng.uniform(1.0, 6.0))
+    finally:
+        environment.thaw(state, "apiserver-even")
+
+
+def _edit_one(
+    custom: client.CustomObjectsApi,
+    docs: list[dict[str, Any]],
+    done: dict[str, SprintReleaseStatus],
+    rng: random.Random,
+) -> bool:
+    """A person edits the steps of a release in flight: it must start over, never break."""
+    moving = [d["metadata"]["name"] for d in docs if d["metadata"]["name"] not in done]
+    if not moving:
+        return False
+    steps = rng.choice([[20, 100], [10, 30, 60, 100], [100]])
+    custom.patch_namespaced_custom_object(
+        api.GROUP,
+        api.VERSION,
+        NS,
+        api.PLURAL,
+        rng.choice(moving),
+        {"spec": {"traffic": {"steps": steps}}},
+    )
+    return True
 
 
 def _judge(

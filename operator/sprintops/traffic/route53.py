@@ -21,6 +21,7 @@ from sprintops.traffic.pacing import GroupCommit, Pacer
 if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
 
+INSYNC_TIMEOUT = 300.0  # Route 53 propagates within 60 s; five times that is a fault
 MAX_WEIGHT = 255  # Route 53's own limit; moto does not enforce it, so we do.
 # Change batch quotas: ResourceRecord elements and characters of their values, where an
 # UPSERT counts twice (a delete and a create).
@@ -271,22 +272,26 @@ class Route53Pairs:
                 self._changes.clear()
             self._changes[change_id] = (status, time.monotonic())
 
-    def wait_insync(self, change_id: str, timeout: float = 300.0, poll: float = 1.0) -> None:
-        """Waits for INSYNC. Waiters on one change (a shared batch) share its polls."""
+    def insync(self, change_id: str, poll: float = 1.0) -> bool:
+        """Whether the change is INSYNC, asking Route 53 at most every `poll` seconds:
+        waiters on one change (a shared batch) share its polls."""
+        with self._poll_lock:
+            with self._change_lock:
+                status, when = self._changes.get(change_id, ("", 0.0))
+            if status != "INSYNC" and time.monotonic() - when >= poll:
+                status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
+                self._seen(change_id, status)
+        return status == "INSYNC"
+
+    def wait_insync(
+        self, change_id: str, timeout: float = INSYNC_TIMEOUT, poll: float = 1.0
+    ) -> None:
+        """Blocks until INSYNC (for tools and tests; the operator waits in its event loop,
+        see `Reconciler.insync`, so no worker thread sleeps through the propagation)."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self._poll_lock:
-                with self._change_lock:
-                    status, when = self._changes.get(change_id, ("", 0.0))
-                if status != "INSYNC" and time.monotonic() - when >= poll:
-                    status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
-                    self._seen(change_id, status)
-            if status == "INSYNC":
-                return
+        while not self.insync(change_id, poll):
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"Route 53 change {change_id} still {status} after {timeout:.0f}s"
-                )
+                raise TimeoutError(f"Route 53 change {change_id} not INSYNC after {timeout:.0f}s")
             time.sleep(poll)
 
 
