@@ -156,6 +156,13 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
     if abort:
         return _abort(spec, status, obs)
     digest = rollout_hash(spec)
+    if (
+        status.spec_hash is None
+        and status.phase in ("Progressing", "Paused")
+        and obs.generation > (status.observed_generation or obs.generation)
+    ):  # status of an older operator, and the spec was edited since it was written
+        why = f"spec changed in flight (generation {obs.generation}): restarting"
+        return _rollback(status, obs, why, "SpecChanged")
     if status.spec_hash != digest:
         if status.spec_hash is not None and status.phase == "Deploying":
             return _redeploy(spec, status, obs, digest)
@@ -171,8 +178,6 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
             if failed is not None:
                 return failed
         return _held(spec, status, obs)
-    if status.blocked_since is not None:
-        status = status.model_copy(update={"blocked_since": None})
     if status.phase in (None, "Pending"):
         return _start(spec, status, obs)
     if status.phase == "Deploying":
@@ -375,6 +380,7 @@ def _start_step(
                 *status.steps,
                 StepRecord(weight=want.of(target), started_at=timestamp(obs.now)),
             ],
+            "blocked_since": None,
             **_CHECKS_START_OVER,
             "message": why,
             "conditions": _condition(
@@ -486,11 +492,14 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
     resume_token = obs.requests.resume
     if reason == "PausedByRequest":
         resume = not paused_by_request(obs.requests)
-    elif status.paused_at is None:  # paused by an operator that did not record the pause
-        since = (progressing.last_transition_time if progressing else None) or ""
-        resume = (resume_token or "") > since
-    else:
-        resume = resume_token is not None and resume_token != (status.controls or Controls()).resume
+    elif status.paused_at is None:  # paused by an operator that did not record the pause:
+        # its failing round is the last check
+        since = status.last_check_at or (progressing.last_transition_time if progressing else "")
+        resume = (resume_token or "") > (since or "")
+    else:  # a new token, and newer than the pause
+        seen = (status.controls or Controls()).resume
+        resume = resume_token is not None and resume_token != seen
+        resume = resume and (resume_token or "") > status.paused_at
     if not resume:
         return Plan(status, (), PAUSED_POLL)
     step = f"{(status.step_index or 0) + 1}/{len(spec.traffic.steps)}"
@@ -511,11 +520,13 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
 def _fatal(
     spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, why: str
 ) -> Plan:
-    """Nothing to retry: before any step took traffic the release fails where it stands;
-    after, traffic goes back to the previous cluster."""
-    if status.steps and status.phase in ("Progressing", "Paused"):
+    """Nothing to retry: before traffic may have moved the release fails where it stands;
+    after, traffic goes back to the previous cluster. If Route 53 refuses that too and no
+    step had started, nothing ever moved: the release fails; otherwise it keeps trying."""
+    moved = status.steps or status.weights is not None
+    if moved and status.phase in ("Progressing", "Paused"):
         return _rollback(status, obs, why, "Rejected")
-    if status.phase == "RollingBack":
+    if status.phase == "RollingBack" and status.steps:
         return _held(spec, status, replace(obs, blocker=why))
     target = status.target_cluster or parity_cluster(spec.sprint)
     status = status.model_copy(update={"target_cluster": target, "previous_cluster": other(target)})
@@ -583,6 +594,9 @@ def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
     done = _transition(status, obs, "RolledBack", why, reason).model_copy(
         update={"pending_copies": []}
     )
+    if status.spec_hash is not None and status.spec_hash != rollout_hash(spec):
+        # Edited during the rollback: the edit is a retry, taken once traffic is back.
+        done = done.model_copy(update={"observed_generation": status.observed_generation})
     event = f"all traffic back on {previous}; the new Deployment is left for inspection: {why}"
     return Plan(done, (Emit("Warning", "RolledBack", event),))
 
@@ -610,9 +624,12 @@ def _spec_changed(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
 
 def _start_over(status: SprintReleaseStatus, obs: Observations, reason: str, why: str) -> Plan:
     """A new run from the start; only the check history and handled requests carry over."""
+    handled = (status.controls or Controls()).model_copy(
+        update={"abort": obs.requests.abort, "promote": obs.requests.promote}
+    )  # a request made for the run that ended is not one for the next
     fresh = SprintReleaseStatus(
         analysis=status.analysis,
-        controls=status.controls,
+        controls=handled,
         message=why,
         observed_generation=obs.generation,
     )
@@ -725,6 +742,7 @@ def _transition(
         "message": why,
         "conditions": conditions,
         "observed_generation": obs.generation,
+        "blocked_since": None,  # a hold counts until the release moves on
     }
     if terminal:
         update["completed_at"] = timestamp(obs.now)

@@ -589,8 +589,10 @@ def requests_of(obj: dict[str, Any]) -> Controls:
 
 
 def _abort_pending(requests: Controls, status: SprintReleaseStatus) -> bool:
+    """An abort the plan will act on (a finished release ignores one)."""
     handled = status.controls or Controls()
-    return requests.abort is not None and requests.abort != handled.abort
+    pending = requests.abort is not None and requests.abort != handled.abort
+    return pending and status.phase not in api.TERMINAL_PHASES
 
 
 def _due(moment: str | None, now: dt.datetime) -> bool:

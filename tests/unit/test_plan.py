@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import replace
 
 from sprintops.api import Controls, SprintReleaseStatus, Weights
+from sprintops.durations import timestamp
 from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan
 from tests.unit.world import T0, World, canonical_spec
 
@@ -271,14 +272,11 @@ def test_manual_rollback_off_pauses_and_resume_continues() -> None:
     world = World(canonical_spec(rollback__automatic=False), health="fail")
     _run_until(world, {"Paused"})
     assert world.route53 == Weights(even=10, odd=90)  # held, not rolled back
-    paused_at = next(
-        c.last_transition_time for c in world.status.conditions if c.type == "Progressing"
-    )
     world.health = "pass"
     for _ in range(5):
         world.now += dt.timedelta(seconds=world.reconcile() or 1)
     assert world.status.phase == "Paused"  # waits for a person
-    world.requests = world.requests.model_copy(update={"resume": paused_at and paused_at + "x"})
+    world.requests = world.requests.model_copy(update={"resume": timestamp(world.now)})
     _run_until(world, {"Succeeded"})
 
 
@@ -365,13 +363,18 @@ def test_rejected_change_batch_fails_before_traffic_moves_and_rolls_back_after()
     world = World(canonical_spec())
     _run_until(world, {"Progressing"})
     rejected = "Route 53 ChangeResourceRecordSets: InvalidChangeBatch: bad"
+    # The first step's weights are recorded: traffic may have moved, so it goes back first;
+    # when Route 53 refuses that too and no step had started, nothing moved: Failed.
     first = plan(
         world.spec,
         world.status.model_copy(update={"steps": []}),
         replace(world.observe(), fatal=rejected),
     )
-    assert first.status.phase == "Failed" and first.status.message == rejected
-    assert not any(isinstance(a, SetWeights) for a in first.actions)
+    assert first.status.phase == "RollingBack"
+    assert first.actions[-1] == SetWeights(Weights(even=0, odd=100), retreat=True)
+    again = plan(world.spec, first.status, replace(world.observe(), fatal=rejected))
+    assert again.status.phase == "Failed" and again.status.message == rejected
+    assert not any(isinstance(a, SetWeights) for a in again.actions)
     while world.status.step != "2/3":
         world.now += dt.timedelta(seconds=world.reconcile() or 0)
     later = plan(world.spec, world.status, replace(world.observe(), fatal=rejected))

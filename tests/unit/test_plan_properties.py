@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sprintops.api import TERMINAL_PHASES, Weights
+from sprintops.durations import timestamp
 from tests.unit.world import World, canonical_spec
 
 steps_strategy = st.lists(st.integers(1, 99), max_size=9, unique=True).map(
@@ -79,7 +80,7 @@ def check_sequence(
     world = World(spec, route53=live, virtual_service=live, available_after=available_after)
 
     def token(i: int) -> str:
-        return f"{world.now.isoformat()}/{i:04d}"
+        return f"{timestamp(world.now)}/{i:04d}"
 
     for i, event in enumerate(history):
         if event.startswith("health-"):

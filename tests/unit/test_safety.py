@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from sprintops.api import SprintReleaseStatus, Weights
+from sprintops.durations import timestamp
 from sprintops.plan import Observations, ScaleDown, TargetDeployment, plan
 from tests.unit.world import World, canonical_spec
 
@@ -28,7 +29,7 @@ def _at_step(world: World, index: int) -> None:
 
 
 def _token(world: World, n: int = 0) -> str:
-    return f"{world.now.isoformat()}/{n}"
+    return f"{timestamp(world.now)}/{n}"
 
 
 @pytest.mark.parametrize("how", ["abort", "failing-gates"])
@@ -246,3 +247,112 @@ def test_an_unreadable_target_holds_its_availability_check_instead_of_failing_it
     result = plan(world.spec, world.status, obs)
     available = [r for r in result.status.analysis if r.metric == "deployment-available"]
     assert available[-1].verdict == "hold" and result.status.consecutive_failures == 0
+
+
+class DeniedUpdates(World):
+    """A rise whose Route 53 batch lands but one VirtualService update keeps being refused
+    (an RBAC change, an admission webhook): a holding error on every attempt."""
+
+    denied = False
+
+    def _rise(self, weights: Weights) -> None:
+        if not self.denied:
+            super()._rise(weights)
+            return
+        self.partial = None
+        self.route53 = weights
+        self.copies["odd"] = weights
+        self.action_error = "cannot update the VirtualService in cluster even: HTTP 403"
+
+
+def test_a_rise_that_keeps_failing_rolls_back_past_the_deadline() -> None:
+    """Found by attack: the hold clock restarted on every other look, so traffic sat on an
+    unchecked step for ever."""
+    world = DeniedUpdates(canonical_spec(analysis__progressDeadline="2m"))
+    _until(world, lambda w: w.status.phase == "Deploying")
+    world.denied = True
+    _until(world, lambda w: w.status.phase in ("RollingBack", "RolledBack"), limit=400)
+    assert "past progressDeadline 2m" in (world.status.message or "")
+    world.denied = False
+    _until(world, lambda w: w.status.phase == "RolledBack")
+    assert world.route53 == ODD_LIVE
+
+
+def test_a_permanent_error_after_a_crash_at_the_first_step_still_brings_traffic_back() -> None:
+    world = World(canonical_spec())
+    _until(world, lambda w: w.status.phase == "Progressing" and w.applied is not None)
+    assert world.route53 == Weights(even=10, odd=90) and not world.status.steps
+    world.crash()
+    result = plan(
+        world.spec,
+        world.status,
+        Observations(now=world.now, fatal="Route 53 ChangeResourceRecordSets: AccessDenied"),
+    )
+    assert result.status.phase == "RollingBack"
+
+
+def test_a_resume_older_than_a_pause_does_not_lift_it() -> None:
+    world = World(canonical_spec(rollback__automatic=False), health="fail")
+    _until(world, lambda w: w.status.phase == "Paused")
+    world.requests = world.requests.model_copy(update={"resume": "2026-01-01T00:00:00.000Z"})
+    world.reconcile()
+    assert world.status.phase == "Paused"
+
+
+def test_a_pause_by_an_older_operator_after_an_early_resume_holds() -> None:
+    world = World(canonical_spec(rollback__automatic=False, analysis__bakeTime="30s"))
+    _at_step(world, 0)
+    world.requests = world.requests.model_copy(update={"pause": _token(world, 1)})
+    _until(world, lambda w: w.status.phase == "Paused")
+    world.requests = world.requests.model_copy(update={"resume": _token(world, 2)})
+    _until(world, lambda w: w.status.phase == "Progressing")
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "Paused")
+    world.status = world.status.model_copy(update={"paused_at": None, "pause_reason": None})
+    world.reconcile()
+    assert world.status.phase == "Paused"
+
+
+def test_an_edit_during_a_rollback_is_retried_once_traffic_is_back() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.reachable["even"] = False
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "RollingBack" and w.status.pending_copies)
+    world.edit(service__replicas=4)
+    world.reachable["even"] = True
+    world.health = "pass"
+    _until(world, lambda w: w.status.phase == "Succeeded")
+    assert any(e.reason == "Retrying" for e in world.events)
+
+
+def test_an_edit_in_flight_seen_first_by_this_operator_restarts() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 1)
+    world.status = world.status.model_copy(update={"spec_hash": None})  # e34de9d's status
+    world.edit(traffic__steps=[50, 100])
+    world.run()
+    assert world.status.phase == "Succeeded"
+    assert world.route53 == Weights(even=100, odd=0)
+    assert any(e.reason == "Restarting" for e in world.events)
+
+
+def test_an_abort_on_a_finished_release_changes_nothing() -> None:
+    world = World(canonical_spec(idle__scaleDownAfter="1m"))
+    _until(world, lambda w: w.status.phase == "Succeeded")
+    world.requests = world.requests.model_copy(update={"abort": _token(world)})
+    world.run()
+    assert world.scaled_down and world.status.scale_down_skipped is None
+
+
+def test_an_abort_left_from_the_run_before_does_not_abort_the_retry() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "RolledBack")
+    world.requests = world.requests.model_copy(update={"abort": _token(world)})
+    world.run(limit=5)
+    world.health = "pass"
+    world.edit(service__replicas=4)
+    world.run()
+    assert world.status.phase == "Succeeded", world.status.message

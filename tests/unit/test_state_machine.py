@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from sprintops.api import CLUSTERS, TERMINAL_PHASES, Cluster, Weights
+from sprintops.durations import timestamp
 from sprintops.plan import rollout_hash
 from tests.unit.world import World, canonical_spec
 
@@ -85,7 +86,7 @@ class Release(RuleBasedStateMachine):
 
     def _token(self) -> str:
         self.tokens += 1
-        return f"{self.world.now.isoformat()}/{self.tokens:04d}"
+        return f"{timestamp(self.world.now)}/{self.tokens:04d}"
 
     @rule()
     def tick(self) -> None:

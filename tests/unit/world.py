@@ -15,6 +15,7 @@ import yaml
 
 from sprintops.api import (
     CLUSTERS,
+    TERMINAL_PHASES,
     Cluster,
     Controls,
     SprintReleaseSpec,
@@ -135,7 +136,11 @@ class World:
             else (),
         }
         handled = self.status.controls or Controls()
-        if self.requests.abort is not None and self.requests.abort != handled.abort:
+        if (
+            self.requests.abort is not None
+            and self.requests.abort != handled.abort
+            and self.status.phase not in TERMINAL_PHASES
+        ):
             return Observations(**obs)  # as the reconciler: nothing read before a rollback
         phase, target = self.status.phase, self.status.target_cluster
         if phase in (None, "Pending"):
