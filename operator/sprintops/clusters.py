@@ -112,9 +112,9 @@ class Workload:
         self.apps = client.AppsV1Api(api)
         self.cluster = cluster
 
-    def deploy(self, service: ServiceSpec, sprint: int, release: str) -> None:
+    def deploy(self, service: ServiceSpec, sprint: int, release: str, spec_hash: str) -> None:
         with self._errors("apply the Deployment"):
-            apply(self.api, manifests.deployment(service, sprint, release))
+            apply(self.api, manifests.deployment(service, sprint, release, spec_hash))
             apply(self.api, manifests.service_object(service, sprint, release))
 
     def observe(self, service: ServiceSpec) -> TargetDeployment | None:
@@ -126,6 +126,9 @@ class Workload:
             sprint=int(sprint) if sprint and sprint.isdigit() else None,
             available=manifests.is_available(body),
             replicas=int(body["spec"].get("replicas", 0)),
+            spec_hash=(body["metadata"].get("annotations") or {}).get(
+                manifests.ANNOTATION_SPEC_HASH
+            ),
         )
 
     def _read(self, service: ServiceSpec) -> dict[str, Any] | None:

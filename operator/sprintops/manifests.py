@@ -8,6 +8,7 @@ from typing import Any
 from sprintops.api import ServiceSpec
 
 LABEL_SPRINT = "sprintops.io/sprint"
+ANNOTATION_SPEC_HASH = "sprintops.io/spec-hash"
 LABEL_RELEASE = "sprintops.io/release"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 
@@ -26,7 +27,11 @@ def selector(service: ServiceSpec) -> dict[str, str]:
     return {"app.kubernetes.io/name": service.name}
 
 
-def deployment(service: ServiceSpec, sprint: int, release: str) -> dict[str, Any]:
+def deployment(
+    service: ServiceSpec, sprint: int, release: str, spec_hash: str | None = None
+) -> dict[str, Any]:
+    """`spec_hash` marks which spec the Deployment was applied from: a template applied
+    before an edit must not count as the edited one becoming Available."""
     template = copy.deepcopy(service.template)
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**meta.get("labels", {}), **selector(service), LABEL_SPRINT: str(sprint)}
@@ -37,6 +42,7 @@ def deployment(service: ServiceSpec, sprint: int, release: str) -> dict[str, Any
             "name": service.name,
             "namespace": service.namespace,
             "labels": labels(service, sprint, release),
+            **({"annotations": {ANNOTATION_SPEC_HASH: spec_hash}} if spec_hash else {}),
         },
         "spec": {
             "replicas": service.replicas,

@@ -69,6 +69,8 @@ class TargetDeployment:
     sprint: int | None
     available: bool
     replicas: int | None = None
+    # The spec it was applied from (rollout_hash); None when applied by an older operator.
+    spec_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,12 @@ def _pending(status: SprintReleaseStatus, obs: Observations, reason: str, why: s
 
 def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
     target = _target(status)
-    ours = obs.target is not None and obs.target.sprint == spec.sprint
+    # This sprint, applied from this spec: an edit's template must be the one Available.
+    ours = (
+        obs.target is not None
+        and obs.target.sprint == spec.sprint
+        and obs.target.spec_hash == status.spec_hash
+    )
     if ours and obs.target is not None and obs.target.available:
         if paused_by_request(obs.requests):
             why = f"Deployment Available in {target}; paused by request before the first step"
@@ -409,7 +416,7 @@ def _record_checks(
 ) -> SprintReleaseStatus:
     """Adds one round to the history and updates the failure count: any fail fails the
     round; otherwise a hold (no data under `hold`, or Prometheus errors) holds it."""
-    available = obs.target is not None and obs.target.available
+    available = obs.target is not None and obs.target.available and obs.target.sprint == spec.sprint
     seen = CheckOutcome(
         AVAILABLE_CHECK, 1.0 if available else 0.0, ">= 1", "pass" if available else "fail"
     )

@@ -40,6 +40,7 @@ from sprintops.plan import (
     TargetDeployment,
     checks_due,
     plan,
+    rollout_hash,
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
 from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError
@@ -428,7 +429,9 @@ class Reconciler:
         elif isinstance(action, Deploy):
             await asyncio.to_thread(self._distinct_clusters, spec, namespace)
             workload = await self._workload(spec, namespace, action.cluster)
-            await asyncio.to_thread(workload.deploy, spec.service, spec.sprint, name)
+            await asyncio.to_thread(
+                workload.deploy, spec.service, spec.sprint, name, rollout_hash(spec)
+            )
         elif isinstance(action, SetWeights) and action.retreat:
             await self.retreat(spec, namespace, uid, action.weights)
         elif isinstance(action, SetWeights):

@@ -9,7 +9,7 @@ import pytest
 
 from sprintops.api import SprintReleaseStatus, Weights
 from sprintops.durations import timestamp
-from sprintops.plan import Observations, ScaleDown, TargetDeployment, plan
+from sprintops.plan import Observations, ScaleDown, TargetDeployment, plan, rollout_hash
 from tests.unit.world import World, canonical_spec
 
 ODD_LIVE = Weights(even=0, odd=100)
@@ -356,3 +356,16 @@ def test_an_abort_left_from_the_run_before_does_not_abort_the_retry() -> None:
     world.edit(service__replicas=4)
     world.run()
     assert world.status.phase == "Succeeded", world.status.message
+
+
+def test_an_edit_whose_deploy_failed_once_is_applied_before_traffic_moves() -> None:
+    """Found by attack: the sprint label alone made the old template count as the new one."""
+    world = World(canonical_spec(), available_after=2)
+    _until(world, lambda w: w.status.phase == "Deploying")
+    world.now += dt.timedelta(seconds=5)  # the first template is Available
+    world.edit(service__template__metadata__labels__edited="yes")
+    world.reachable["even"] = False  # the one re-apply fails
+    world.reconcile()
+    world.reachable["even"] = True
+    _until(world, lambda w: w.status.phase == "Progressing")
+    assert world.deployed_hash == rollout_hash(world.spec)

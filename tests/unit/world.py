@@ -35,6 +35,7 @@ from sprintops.plan import (
     TargetDeployment,
     checks_due,
     plan,
+    rollout_hash,
 )
 from tests.conftest import REPO
 
@@ -92,7 +93,7 @@ class World:
     reachable: dict[Cluster, bool] = field(default_factory=lambda: {c: True for c in CLUSTERS})
     partial: tuple[Weights, tuple[tuple[Cluster, str], ...]] | None = None
     track: Track = field(default_factory=Track)
-    generation_deployed: int = 0
+    deployed_hash: str | None = None
 
     def __post_init__(self) -> None:
         live = self.virtual_service or self.route53 or Weights(even=0, odd=100)
@@ -122,7 +123,9 @@ class World:
             return None
         up = self.available() and not (self.lost_availability and self.ever_available)
         self.ever_available |= up
-        return TargetDeployment(sprint=self.deployed_sprint, available=up, replicas=3)
+        return TargetDeployment(
+            sprint=self.deployed_sprint, available=up, replicas=3, spec_hash=self.deployed_hash
+        )
 
     def observe(self) -> Observations:
         obs: dict[str, Any] = {
@@ -237,12 +240,12 @@ class World:
         elif isinstance(action, Deploy):
             if not self.reachable[action.cluster]:
                 self.action_error = f"cannot apply the Deployment in cluster {action.cluster}"
-            elif (
-                self.deployed_sprint != self.spec.sprint
-                or self.generation_deployed != self.generation
-            ):
+            elif (self.deployed_sprint, self.deployed_hash) != (
+                self.spec.sprint,
+                rollout_hash(self.spec),
+            ):  # a new template rolls out: Available again only after `available_after`
                 self.deployed_sprint, self.deployed_at = self.spec.sprint, self.now
-                self.generation_deployed = self.generation
+                self.deployed_hash = rollout_hash(self.spec)
                 self.deployments[action.cluster] = Deployment(self.spec.sprint, 3, self.now)
         elif isinstance(action, SetWeights):
             if self.fail_next_set_weights:
