@@ -89,14 +89,14 @@ def traffic_keys(spec: Any) -> list[tuple[str, ...]]:
     istio = traffic.get("istio", {})
     vs = istio.get("virtualService", {})
     record = (r53.get("recordName") or "").lower().rstrip(".")
+    # A zone named by id and the same zone named by name are not matched: that needs an API
+    # call, and the record name alone would also match other zones' records.
+    zone_key = (zone.get("id") or "").removeprefix("/hostedzone/") or (
+        zone.get("name") or ""
+    ).lower().rstrip(".")
     keys: list[tuple[str, ...]] = [
         ("service", service.get("namespace", ""), service.get("name", "")),
-        (
-            "record",
-            zone.get("id") or (zone.get("name") or "").lower().rstrip("."),
-            record,
-            r53.get("recordType", "CNAME"),
-        ),
+        ("record", zone_key, record, r53.get("recordType", "CNAME")),
     ]
     for cluster in istio.get("clusters", ["even", "odd"]):
         keys.append(
@@ -137,20 +137,28 @@ def _others(
 
 
 def competitor(index: kopf.Index[tuple[str, ...], Entry], body: kopf.Body) -> str | None:
-    """The oldest earlier release still in flight on the same service or traffic target."""
+    """Who holds the service or a traffic target this release needs: any release that has
+    started (whatever its age: an older release retried must wait for a newer one in
+    flight), else the oldest earlier one still waiting."""
     mine, others = _others(index, body)
+    waiting = (None, "Pending")
+    started = [e for e in others if e.phase not in TERMINAL_PHASES and e.phase not in waiting]
     earlier = [
-        e
-        for e in others
-        if e.phase not in TERMINAL_PHASES and (e.created, e.key) < (mine.created, mine.key)
+        e for e in others if e.phase in waiting and (e.created, e.key) < (mine.created, mine.key)
     ]
-    return min(earlier, key=lambda e: (e.created, e.key)).key if earlier else None
+    holders = started or earlier
+    return min(holders, key=lambda e: (e.created, e.key)).key if holders else None
 
 
 def successor(index: kopf.Index[tuple[str, ...], Entry], body: kopf.Body) -> str | None:
-    """A later release of the same service or traffic target: it owns the idle cluster now."""
+    """Another release of the same service or traffic target that is newer or still in
+    flight: it may own the idle cluster now."""
     mine, others = _others(index, body)
-    later = [e for e in others if (e.created, e.key) > (mine.created, mine.key)]
+    later = [
+        e
+        for e in others
+        if (e.created, e.key) > (mine.created, mine.key) or e.phase not in TERMINAL_PHASES
+    ]
     return min(later, key=lambda e: (e.created, e.key)).key if later else None
 
 
@@ -189,7 +197,11 @@ def needs_daemon(body: kopf.Body, **_: Any) -> bool:
         return True
     if (body.metadata.get("generation") or 0) > (status.get("observedGeneration") or 0):
         return True
-    return status.get("phase") == "Succeeded" and not status.get("scaledDownAt")
+    return (
+        status.get("phase") == "Succeeded"
+        and not status.get("scaledDownAt")
+        and not status.get("scaleDownSkipped")
+    )
 
 
 # Without a backoff kopf cancels a daemon the moment it sees the final status, which can
@@ -259,5 +271,9 @@ async def revert_on_delete(
     uid = body.metadata.uid or ""
     async with runtime.lock(uid):
         runtime.deleting.add(uid)  # the daemon takes no further step
-        await Reconciler(runtime, post_event).revert(dict(body))
+        # Read again under the lock: a reconcile that held it may have moved traffic since
+        # kopf's copy of the object was taken.
+        reconciler = Reconciler(runtime, post_event)
+        fresh = await asyncio.to_thread(reconciler.get, namespace or "", name)
+        await reconciler.revert(fresh if fresh is not None else dict(body))
     runtime.forget(uid)

@@ -43,7 +43,7 @@ from sprintops.plan import (
     rollout_hash,
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
-from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError
+from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError, ZoneNotFound
 
 log = logging.getLogger("sprintops.rollout")
 
@@ -62,7 +62,7 @@ HOLDING_ERRORS = (
     TimeoutError,
 )
 # Failures no retry can fix: the spec names something that does not exist.
-PERMANENT_ERRORS = (LookupError, SameClusterError)
+PERMANENT_ERRORS = (ZoneNotFound, SameClusterError)
 EmitFn = Callable[[dict[str, Any], Emit], None]
 
 
@@ -145,8 +145,6 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
         return f"stored object does not match the API ({exc.error_count()} errors at {where})"
-    if isinstance(exc, KeyError):  # its str() is a repr
-        return f"not found: {exc.args[0] if exc.args else ''}"
     if isinstance(exc, (*HOLDING_ERRORS, *PERMANENT_ERRORS)):
         return str(exc)
     # Anything else may carry a request or a credential in its text: the type only.
@@ -163,7 +161,7 @@ class Reconciler:
         self, namespace: str, name: str, competitor: str | None, successor: str | None = None
     ) -> float | None:
         """Returns seconds until the release wants another look (None: nothing pending)."""
-        obj = await asyncio.to_thread(self._get, namespace, name)
+        obj = await asyncio.to_thread(self.get, namespace, name)
         if obj is None:
             return None
         uid: str = obj["metadata"]["uid"]
@@ -208,7 +206,7 @@ class Reconciler:
         Warning Event, once per distinct error."""
         why = describe(exc)
         try:
-            obj = await asyncio.to_thread(self._get, namespace, name)
+            obj = await asyncio.to_thread(self.get, namespace, name)
             if obj is None or (obj.get("status") or {}).get("message") == why:
                 return
             meta = obj["metadata"]
@@ -535,7 +533,7 @@ class Reconciler:
             VirtualServices(api_client, cluster).set(spec.traffic.istio, weights)
 
     # --- the mgmt cluster
-    def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
                 api.GROUP, api.VERSION, namespace, api.PLURAL, name, _request_timeout=10

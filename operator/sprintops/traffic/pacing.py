@@ -113,8 +113,6 @@ class GroupCommit(Generic[K, T, R]):
                         self._cond.acquire()
                 else:
                     self._cond.wait()
-            if item.lead:
-                self._hand_over(key)
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]
@@ -138,19 +136,18 @@ class GroupCommit(Generic[K, T, R]):
             results = [exc] * len(batch)
         with self._cond:
             taken = {id(i) for i in batch}
-            self._queues[key] = [i for i in self._queues[key] if id(i) not in taken]
+            left = [i for i in self._queues.get(key, []) if id(i) not in taken]
             for item, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     item.error = result
                 else:
                     item.result = result
                 item.done = True
+            # The lead passes on in the same critical section: a caller arriving in between
+            # would otherwise find no queue, lead a second one, and race this one's clean-up.
+            if left:
+                self._queues[key] = left
+                left[0].lead = True
+            else:
+                self._queues.pop(key, None)
             self._cond.notify_all()
-
-    def _hand_over(self, key: K) -> None:
-        queue = self._queues[key]
-        if queue:
-            queue[0].lead = True
-            self._cond.notify_all()
-        else:
-            del self._queues[key]

@@ -34,6 +34,10 @@ class WeightError(ValueError):
     pass
 
 
+class ZoneNotFound(LookupError):
+    """The spec names a hosted zone that does not exist: no retry can fix it."""
+
+
 def make_client() -> Route53Client:
     # Imported here: boto3 and a client's service model are ~18 MB an idle operator never needs.
     import boto3
@@ -194,7 +198,7 @@ class Route53Pairs:
             found = self.client.list_hosted_zones_by_name(DNSName=name, MaxItems="1")
             zones = [z for z in found["HostedZones"] if z["Name"] == name]
             if not zones:
-                raise LookupError(f"hosted zone {name} not found")
+                raise ZoneNotFound(f"hosted zone {name} not found")
             self._zone_ids[name] = zones[0]["Id"].removeprefix("/hostedzone/")
         return self._zone_ids[name]
 
