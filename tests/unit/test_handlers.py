@@ -21,7 +21,9 @@ def test_daemons_only_for_releases_with_work() -> None:
     assert needs_daemon(body(2, phase="RolledBack", observedGeneration=1))  # spec edited: retry
 
 
-def _release(name: str, created: str, record: str = "docs", zone: dict[str, str] | None = None) -> kopf.Body:
+def _release(
+    name: str, created: str, record: str = "docs", zone: dict[str, str] | None = None
+) -> kopf.Body:
     return kopf.Body(
         {
             "metadata": {"name": name, "namespace": "releases", "creationTimestamp": created},
