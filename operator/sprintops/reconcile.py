@@ -162,7 +162,9 @@ class Reconciler:
     ) -> float | None:
         """Returns seconds until the release wants another look (None: nothing pending)."""
         obj = await asyncio.to_thread(self.get, namespace, name)
-        if obj is None:
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            # Deletion bumps the generation: read as an edit, a finished release would retry.
+            # The deletion handler owns what happens now.
             return None
         uid: str = obj["metadata"]["uid"]
         spec = SprintReleaseSpec.model_validate(obj["spec"])

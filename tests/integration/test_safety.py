@@ -198,7 +198,10 @@ def test_a_spec_edit_in_flight_restarts_from_the_first_step(
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     want = {"grow": [10, 20, 50, 100], "shrink": [100], "template": [10, 50, 100]}[edit]
     assert [s["weight"] for s in obj["status"]["steps"]] == want
-    assert any(e.reason == "Restarting" for e in wait_events(env, name, lambda es: True))
+    restarted = wait_events(env, name, lambda es: any(e.reason == "Restarting" for e in es))
+    assert any(e.reason == "Restarting" for e in restarted)
+    final = env.custom().get_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, name)
+    assert final["status"]["observedGeneration"] == final["metadata"]["generation"], final
     assert not watcher.violations, watcher.violations
     log = (env.layout.root / "logs" / "operator-tests.log").read_text()
     assert f"reconcile failed release={NS}/{name}" not in log
@@ -229,12 +232,14 @@ def test_a_zero_zero_pair_is_refused_and_nothing_is_deployed(
 def test_a_misconfigured_release_says_why_within_30s(
     env: Env, operator: Operator, release_of: ReleaseOf, mistake: str
 ) -> None:
-    changes: dict[str, Any] = {
-        "zone": {"traffic__route53__hostedZone": {"name": "sprintopz.test."}},
-        "record": {"traffic__route53__recordName": "nothing-here.sprintops.test."},
-        "secret": {"clusters__even__kubeconfigSecretRef__name": "no-such-secret"},
-    }[mistake]
-    doc, _ = release_of(f"mistake-{mistake}", **changes)
+    doc, _ = release_of(f"mistake-{mistake}")  # seeded right; the mistake comes after
+    spec = doc["spec"]
+    if mistake == "zone":
+        spec["traffic"]["route53"]["hostedZone"] = {"name": "sprintopz.test."}
+    elif mistake == "record":
+        spec["traffic"]["route53"]["recordName"] = "nothing-here.sprintops.test."
+    else:
+        spec["clusters"]["even"]["kubeconfigSecretRef"]["name"] = "no-such-secret"
     name = doc["metadata"]["name"]
     started = time.monotonic()
     env.create(doc)
