@@ -163,22 +163,24 @@ def successor(index: kopf.Index[tuple[str, ...], Entry], body: kopf.Body) -> str
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def wake(*, body: kopf.Body, memo: Any, type: str | None, **_: Any) -> None:
-    """Any change by someone else (spec, annotations) gets a look right away.
+async def wake(*, body: kopf.Body, memo: Any, type: str | None, **_: Any) -> None:
+    """Any change by someone else (spec, annotations) gets that release a look right away.
 
-    An event handler, not create/update/delete ones: those make kopf store the whole last
-    spec in an annotation, which a large pod template would push past the 256 KB limit."""
+    An event handler, not create/update ones: those make kopf store the whole last spec in
+    an annotation, which a large pod template would push past the 256 KB limit. Async, so
+    the daemon's asyncio.Event is set from the event loop, never from a thread."""
     runtime: Runtime | None = memo.get("runtime")
     if type == "DELETED":
         metrics.forget(body.metadata.namespace or "", body.metadata.name or "")
         if runtime is not None:
             runtime.gone(body.metadata.uid or "")
+        memo.get("wakes", {}).pop(body.metadata.uid, None)
         return
     if runtime is not None and runtime.last_written.get(body.metadata.uid) == body.metadata.get(
         "resourceVersion"
     ):
         return  # our own status write
-    event: asyncio.Event | None = memo.get("wake")
+    event: asyncio.Event | None = memo.get("wakes", {}).get(body.metadata.uid)
     if event is not None:
         event.set()
 
@@ -226,10 +228,11 @@ async def rollout(
     **kwargs: Any,
 ) -> None:
     index: kopf.Index[tuple[str, ...], Entry] = kwargs["releases_by_target"]
-    wake_event: asyncio.Event = memo.setdefault("wake", asyncio.Event())
+    uid = body.metadata.uid or ""
+    # One per release: a shared one was cleared by whichever daemon looped first.
+    wake_event: asyncio.Event = memo.setdefault("wakes", {}).setdefault(uid, asyncio.Event())
     runtime: Runtime = memo.runtime
     reconciler = Reconciler(runtime, post_event)
-    uid = body.metadata.uid or ""
     failures = 0
     while not stopped and uid not in runtime.deleting:
         wake_event.clear()

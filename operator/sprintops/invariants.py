@@ -46,13 +46,16 @@ def violations(
     """Every invariant the sample breaks; updates `track`."""
     out: list[str] = []
     track.ever_available |= available
+    # A new run (a restart or a retry) began since the last sample: the traffic read before
+    # this status may still be the old run's, so its weights cannot be judged by this one.
+    stale = track.run is not None and status.deploy_started_at != track.run
     # A release refused before it moved anything owns none of the traffic it sees.
     owns = not (status.phase in (None, "Pending", "Failed") and status.step_index is None)
     if status.deploy_started_at != track.run:
         track.max_target_weight = 0
     allowed = allowed_weight(status, target, track)
     for where, w in traffic.items():
-        if w is None:
+        if w is None or stale:
             continue
         if w.even + w.odd != 100:
             out.append(f"{where} weights sum to {w.even + w.odd} (even={w.even} odd={w.odd})")

@@ -367,7 +367,12 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         )
     weights = Weights.split(target, steps[index + 1])
     advanced = status.model_copy(
-        update={"step_index": index + 1, "weights": weights, "step_started_at": None}
+        update={
+            "step_index": index + 1,
+            "weights": weights,
+            "step_started_at": None,
+            "blocked_since": None,  # the next rise's hold counts from its own start
+        }
     )
     return Plan(advanced, (SetWeights(weights),), 0)
 
@@ -528,12 +533,12 @@ def _fatal(
     spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, why: str
 ) -> Plan:
     """Nothing to retry: before traffic may have moved the release fails where it stands;
-    after, traffic goes back to the previous cluster. If Route 53 refuses that too and no
-    step had started, nothing ever moved: the release fails; otherwise it keeps trying."""
+    after, traffic goes back to the previous cluster, and a refused retreat keeps trying
+    (the retreat writes nothing where the weights are already back)."""
     moved = status.steps or status.weights is not None
     if moved and status.phase in ("Progressing", "Paused"):
         return _rollback(status, obs, why, "Rejected")
-    if status.phase == "RollingBack" and status.steps:
+    if status.phase == "RollingBack":  # never given up: a rise may have landed unrecorded
         return _held(spec, status, replace(obs, blocker=why))
     target = status.target_cluster or parity_cluster(spec.sprint)
     status = status.model_copy(update={"target_cluster": target, "previous_cluster": other(target)})
@@ -601,11 +606,16 @@ def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
     done = _transition(status, obs, "RolledBack", why, reason).model_copy(
         update={"pending_copies": []}
     )
-    if status.spec_hash is not None and status.spec_hash != rollout_hash(spec):
-        # Edited during the rollback: the edit is a retry, taken once traffic is back.
+    if reason != "Aborted" and status.spec_hash not in (None, rollout_hash(spec)):
+        # Edited during the rollback: the edit is a retry, taken once traffic is back (an
+        # abort means stop: it cancels the retry).
         done = done.model_copy(update={"observed_generation": status.observed_generation})
-    event = f"all traffic back on {previous}; the new Deployment is left for inspection: {why}"
-    return Plan(done, (Emit("Warning", "RolledBack", event),))
+        return Plan(done, (Emit("Warning", "RolledBack", _rolled_back_text(previous, why)),), 0)
+    return Plan(done, (Emit("Warning", "RolledBack", _rolled_back_text(previous, why)),))
+
+
+def _rolled_back_text(previous: Cluster, why: str) -> str:
+    return f"all traffic back on {previous}; the new Deployment is left for inspection: {why}"
 
 
 def _redeploy(

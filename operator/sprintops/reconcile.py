@@ -496,8 +496,14 @@ class Reconciler:
         if partial is not None and partial[0] == weights:
             todo = [c for c, _ in partial[1]]
         else:
-            written = await asyncio.to_thread(self.rt.route53.write, spec.traffic.route53, weights)
-            await self.insync(written)
+            # Read first: weights already back need no write (and a Route 53 that refuses
+            # every write must not hold a rollback that has nothing left to do).
+            current = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+            if current != weights:
+                written = await asyncio.to_thread(
+                    self.rt.route53.write, spec.traffic.route53, weights
+                )
+                await self.insync(written)
             todo = list(spec.traffic.istio.clusters)
         results = await asyncio.gather(
             *(

@@ -80,7 +80,8 @@ def test_rejected_change_batch_fails_clearly_and_leaves_traffic(
     before = env.traffic(spec)
     env.create(doc)
     obj = wait_phase(env, doc["metadata"]["name"], set(api.TERMINAL_PHASES), timeout=60)
-    assert obj["status"]["phase"] == "Failed", obj["status"]
+    # Its first step was recorded, so it rolled back; nothing had moved, nothing was written.
+    assert obj["status"]["phase"] == "RolledBack", obj["status"]
     assert "InvalidChangeBatch" in obj["status"]["message"]
     assert env.traffic(spec) == before == (ODD_LIVE, {"even": ODD_LIVE, "odd": ODD_LIVE})
 

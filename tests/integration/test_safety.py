@@ -4,6 +4,7 @@ cluster that hangs, a Prometheus that hangs, deletion in flight, misconfiguratio
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -234,18 +235,19 @@ def test_a_misconfigured_release_says_why_within_30s(
 ) -> None:
     doc, _ = release_of(f"mistake-{mistake}")  # seeded right; the mistake comes after
     spec = doc["spec"]
+    unique = uuid.uuid4().hex[:8]  # nothing left by an earlier run may answer for it
     if mistake == "zone":
-        spec["traffic"]["route53"]["hostedZone"] = {"name": "sprintopz.test."}
+        spec["traffic"]["route53"]["hostedZone"] = {"name": f"sprintopz-{unique}.test."}
     elif mistake == "record":
-        spec["traffic"]["route53"]["recordName"] = "nothing-here.sprintops.test."
+        spec["traffic"]["route53"]["recordName"] = f"nothing-{unique}.sprintops.test."
     else:
         spec["clusters"]["even"]["kubeconfigSecretRef"]["name"] = "no-such-secret"
     name = doc["metadata"]["name"]
     started = time.monotonic()
     env.create(doc)
     expected = {
-        "zone": "hosted zone sprintopz.test. not found",
-        "record": "nothing-here.sprintops.test. CNAME with set identifiers",
+        "zone": f"hosted zone sprintopz-{unique}.test. not found",
+        "record": f"nothing-{unique}.sprintops.test. CNAME with set identifiers",
         "secret": "Secret releases/no-such-secret not found",
     }[mistake]
     status = wait_status(env, name, lambda s: expected in (s.get("message") or ""), 30)

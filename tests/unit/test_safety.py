@@ -4,6 +4,7 @@ each driven through the world model. Every one of them failed on commit e34de9d.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
@@ -369,3 +370,67 @@ def test_an_edit_whose_deploy_failed_once_is_applied_before_traffic_moves() -> N
     world.reachable["even"] = True
     _until(world, lambda w: w.status.phase == "Progressing")
     assert world.deployed_hash == rollout_hash(world.spec)
+
+
+def test_a_refused_retreat_is_never_given_up() -> None:
+    """Found by a second attack: a rise landed unrecorded (crash), then Route 53 refused
+    both the re-assert and the retreat, and the release ended Failed with traffic split."""
+    world = World(canonical_spec())
+    _until(world, lambda w: w.status.phase == "Progressing" and w.applied is not None)
+    world.crash()
+    refused = "Route 53 ChangeResourceRecordSets: AccessDenied: no"
+    for _ in range(2):
+        result = plan(world.spec, world.status, replace(world.observe(), fatal=refused))
+        world.status = result.status
+    assert world.status.phase == "RollingBack"
+    world.run()  # Route 53 takes writes again
+    assert world.status.phase == "RolledBack" and world.route53 == ODD_LIVE
+
+
+def test_a_hold_in_one_step_does_not_shorten_the_next_rise() -> None:
+    world = World(
+        canonical_spec(
+            analysis__bakeTime="9m", analysis__progressDeadline="10m", analysis__interval="30s"
+        )
+    )
+    _at_step(world, 0)
+    world.blocker = "Route 53 unreachable (EndpointConnectionError)"  # a blip in step 1
+    world.reconcile()
+    world.blocker = None
+    while world.status.step_index == 0:  # the rise to 50% is refused, for 9 minutes
+        world.fail_next_set_weights = True
+        world.now += dt.timedelta(seconds=min(world.reconcile() or 0.5, 30))
+    held_from = world.now
+    while world.now - held_from < dt.timedelta(minutes=9):
+        world.fail_next_set_weights = True
+        world.now += dt.timedelta(seconds=min(world.reconcile() or 0.5, 30))
+    assert world.status.phase == "Progressing", world.status.message
+
+
+def test_an_abort_during_a_rollback_cancels_the_retry_of_an_earlier_edit() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.reachable["even"] = False
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "RollingBack")
+    world.edit(service__template__metadata__labels__rev="2")
+    world.reconcile()
+    world.requests = world.requests.model_copy(update={"abort": _token(world)})
+    world.reconcile()
+    world.reachable["even"], world.health = True, "pass"
+    for _ in range(300):  # looks keep coming (edits wake the daemon), whatever the plan asks
+        world.now += dt.timedelta(seconds=world.reconcile() or 1)
+    assert world.status.phase == "RolledBack" and world.route53 == ODD_LIVE
+    assert not any(e.reason == "Retrying" for e in world.events)
+
+
+def test_a_rollback_with_a_retry_pending_asks_for_another_look() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.reachable["even"] = False
+    world.health = "fail"
+    _until(world, lambda w: w.status.phase == "RollingBack")
+    world.edit(service__template__metadata__labels__rev="2")
+    world.reachable["even"], world.health = True, "pass"
+    world.run()  # stops only when a plan asks for no further look
+    assert world.status.phase == "Succeeded", world.status.message
