@@ -83,7 +83,7 @@ def test_a_blocked_release_whose_traffic_never_moved_fails_past_the_deadline() -
     assert world.route53 == ODD_LIVE
 
 
-def test_an_early_resume_never_lifts_a_later_pause() -> None:
+def _paused_by_checks_after_an_early_pause_and_resume() -> World:
     world = World(canonical_spec(rollback__automatic=False, analysis__bakeTime="30s"))
     _at_step(world, 0)
     world.requests = world.requests.model_copy(update={"pause": _token(world, 1)})
@@ -92,6 +92,11 @@ def test_an_early_resume_never_lifts_a_later_pause() -> None:
     _until(world, lambda w: w.status.phase == "Progressing")
     world.health = "fail"
     _until(world, lambda w: w.status.phase == "Paused")
+    return world
+
+
+def test_an_early_resume_never_lifts_a_later_pause() -> None:
+    world = _paused_by_checks_after_an_early_pause_and_resume()
     assert world.status.pause_reason == "ChecksFailed" and world.status.paused_at
     resumed = sum(1 for e in world.events if e.reason == "Resumed")
     for _ in range(200):
@@ -301,14 +306,7 @@ def test_a_resume_older_than_a_pause_does_not_lift_it() -> None:
 
 
 def test_a_pause_by_an_older_operator_after_an_early_resume_holds() -> None:
-    world = World(canonical_spec(rollback__automatic=False, analysis__bakeTime="30s"))
-    _at_step(world, 0)
-    world.requests = world.requests.model_copy(update={"pause": _token(world, 1)})
-    _until(world, lambda w: w.status.phase == "Paused")
-    world.requests = world.requests.model_copy(update={"resume": _token(world, 2)})
-    _until(world, lambda w: w.status.phase == "Progressing")
-    world.health = "fail"
-    _until(world, lambda w: w.status.phase == "Paused")
+    world = _paused_by_checks_after_an_early_pause_and_resume()
     world.status = world.status.model_copy(update={"paused_at": None, "pause_reason": None})
     world.reconcile()
     assert world.status.phase == "Paused"
