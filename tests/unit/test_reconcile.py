@@ -1,0 +1,123 @@
+"""The reconciler's own bookkeeping, without a cluster: error texts, INSYNC waits, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+import pytest
+from kubernetes import client
+from pydantic import ValidationError
+
+from sprintops.api import SprintReleaseStatus, Weights
+from sprintops.clusters import ClusterError, KubeconfigSecrets
+from sprintops.reconcile import Reconciler, Runtime, describe
+from sprintops.traffic.route53 import Route53Pairs, ZoneNotFound
+
+
+class SlowRoute53:
+    """Every change is PENDING for `pending` seconds, like real Route 53."""
+
+    def __init__(self, pending: float) -> None:
+        self.pending = pending
+        self.submitted: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def insync(self, change_id: str, poll: float = 1.0) -> bool:
+        with self.lock:
+            started = self.submitted.setdefault(change_id, time.monotonic())
+        return time.monotonic() - started >= self.pending
+
+
+def _runtime(route53: object) -> Runtime:
+    mgmt = client.ApiClient()
+    return Runtime(
+        mgmt=mgmt,
+        route53=cast(Route53Pairs, route53),
+        secrets=KubeconfigSecrets(mgmt),
+        prometheus_url="http://prometheus.invalid",
+    )
+
+
+def test_insync_waits_hold_no_worker_thread() -> None:
+    """Hole 9: a fleet's INSYNC waits once held a worker thread each for the whole wait, so
+    with few threads they ran one after another. In the event loop they overlap."""
+    reconciler = Reconciler(_runtime(SlowRoute53(pending=1.0)), lambda _o, _e: None)
+
+    async def fleet() -> float:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        started = time.monotonic()
+        await asyncio.gather(*(reconciler.insync(f"C{i}", poll=0.05) for i in range(20)))
+        return time.monotonic() - started
+
+    took = asyncio.run(fleet())
+    assert took < 5, f"20 waits of 1 s on 2 threads took {took:.1f}s: they held the threads"
+
+
+def test_error_texts_are_short_and_never_carry_what_they_do_not_own() -> None:
+    assert describe(ZoneNotFound("hosted zone sprintopz.test. not found")) == (
+        "hosted zone sprintopz.test. not found"
+    )
+    assert describe(TimeoutError("Route 53 change C1 not INSYNC after 300s")).startswith(
+        "Route 53 change C1"
+    )
+    assert describe(ClusterError("Secret releases/x not found")) == "Secret releases/x not found"
+    # Anything unexpected may quote a request or a kubeconfig: its type only.
+    text = describe(RuntimeError("token: CANARY-7f3a"))
+    assert "CANARY" not in text and "RuntimeError" in text
+    with pytest.raises(ValidationError) as caught:
+        SprintReleaseStatus.model_validate({"phase": "Sideways", "weights": {"even": 500}})
+    stored = describe(caught.value)
+    assert stored.startswith("stored object does not match the API (2 errors at phase")
+    assert "Sideways" not in stored  # the values stay out, only where they are
+
+
+def test_a_release_that_ends_or_goes_leaves_nothing_behind() -> None:
+    """Hole 14: per-release memory was never pruned."""
+    rt = _runtime(SlowRoute53(pending=0))
+    uid = "u1"
+    rt.applied[uid] = Weights(even=0, odd=100)
+    rt.action_errors[uid] = "x"
+    rt.fatal_errors[uid] = "x"
+    rt.last_written[uid] = "1"
+    rt.route53_verified[uid] = "t"
+    rt.partial[uid] = (Weights(even=0, odd=100), ())
+    rt.decide(uid)
+    rt.deleting.add(uid)
+    asyncio.run(_take(rt.lock(uid)))
+    rt.gone(uid)
+    memories: list[Any] = [
+        rt.applied,
+        rt.action_errors,
+        rt.fatal_errors,
+        rt.last_written,
+        rt.route53_verified,
+        rt.partial,
+        rt.decisions,
+        rt.deleting,
+        rt.locks,
+    ]
+    assert all(uid not in m for m in memories)
+
+
+async def _take(lock: asyncio.Lock) -> None:
+    async with lock:
+        pass
+
+
+def test_a_write_for_a_superseded_decision_is_skipped() -> None:
+    """Hole 14: a cancelled reconcile's thread could put a stale weight on top of a newer
+    rollback; its VirtualService write now checks that its decision is still the latest."""
+    rt = _runtime(SlowRoute53(pending=0))
+    stale = rt.decide("u1")
+    latest = rt.decide("u1")  # a retreat decided since
+    reconciler = Reconciler(rt, lambda _o, _e: None)
+    weights = Weights(even=50, odd=50)
+    # The stale one returns before it reads a Secret; the latest goes on (and, with no spec
+    # here, fails as soon as it looks for the cluster's Secret).
+    assert reconciler._set_copy(None, "releases", "even", weights, ("u1", stale)) is None  # type: ignore[arg-type,func-returns-value]
+    with pytest.raises(AttributeError):
+        reconciler._set_copy(None, "releases", "even", weights, ("u1", latest))  # type: ignore[arg-type]
