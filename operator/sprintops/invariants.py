@@ -32,7 +32,9 @@ def allowed_weight(status: SprintReleaseStatus, target: Cluster, track: Track) -
     rollback is recorded as done)."""
     planned = status.weights.of(target) if status.weights is not None else 0
     if status.phase in ("RollingBack", "RolledBack"):
-        return max(planned, track.max_target_weight)
+        # What this run had: seen by the sampler, or recorded as a step it took.
+        taken = max((s.weight for s in status.steps), default=0)
+        return max(planned, track.max_target_weight, taken)
     return planned
 
 

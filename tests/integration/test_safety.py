@@ -329,3 +329,27 @@ def test_deleting_a_succeeded_release_leaves_the_traffic(
     delete_release(env, name)
     even_live = Weights(even=100, odd=0)
     assert env.traffic(spec) == (even_live, {"even": even_live, "odd": even_live})
+
+
+def test_a_paused_release_edited_starts_over_and_stays_paused_before_traffic_moves(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("edit-paused", analysis__bakeTime="3s")
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    first_step_started(env, name)
+    controls.request(env.apis["mgmt"], NS, name, "pause")
+    wait_phase(env, name, {"Paused"}, timeout=30)
+    env.custom().patch_namespaced_custom_object(
+        api.GROUP, api.VERSION, NS, api.PLURAL, name, {"spec": {"traffic": {"steps": [20, 100]}}}
+    )
+    held = wait_status(
+        env, name, lambda s: "paused by request before the first step" in (s.get("message") or "")
+    )
+    assert held["phase"] == "Deploying", held
+    time.sleep(3)
+    assert env.traffic(spec) == (ODD_LIVE, {"even": ODD_LIVE, "odd": ODD_LIVE})
+    controls.request(env.apis["mgmt"], NS, name, "resume")
+    obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert [s["weight"] for s in obj["status"]["steps"]] == [20, 100]
