@@ -518,7 +518,8 @@ class SprintReleaseStatus(Model):
     step: str | None = None
     """Progress as n/m, for printing."""
     target_weight: int | None = None
-    """The new cluster's percent of traffic, for printing."""
+    """The new cluster's percent of traffic, for printing; while rolling back, the most it
+    may still carry until the retreat is done."""
     weights: Weights | None = None
     """Weights last written to Route 53 and every VirtualService copy."""
     step_started_at: str | None = None

@@ -28,13 +28,13 @@ class Track:
 
 def allowed_weight(status: SprintReleaseStatus, target: Cluster, track: Track) -> int:
     """The most the new cluster may get: the weights status records (a rise is recorded
-    before it is made); in a rollback, no more than it had (a retreat is made before the
-    rollback is recorded as done)."""
+    before it is made); in a rollback, no more than it had: the rollback keeps the weight it
+    leaves in targetWeight until the retreat is done."""
     planned = status.weights.of(target) if status.weights is not None else 0
     if status.phase in ("RollingBack", "RolledBack"):
         # What this run had: seen by the sampler, or recorded as a step it took.
         taken = max((s.weight for s in status.steps), default=0)
-        return max(planned, track.max_target_weight, taken)
+        return max(planned, track.max_target_weight, taken, status.target_weight or 0)
     return planned
 
 

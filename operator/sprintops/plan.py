@@ -562,13 +562,16 @@ def _abort(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observatio
 
 
 def _rollback(status: SprintReleaseStatus, obs: Observations, why: str, reason: str) -> Plan:
-    previous = status.previous_cluster or other(_target(status))
+    target = _target(status)
+    previous = status.previous_cluster or other(target)
     weights = Weights.split(previous, 100)
+    # Until the retreat is done the new cluster may still carry what was recorded last.
+    leaving = max(status.target_weight or 0, status.weights.of(target) if status.weights else 0)
     rolling = _transition(status, obs, "RollingBack", why, reason)
     rolling = rolling.model_copy(
         update={
             "weights": weights,
-            "target_weight": 0,
+            "target_weight": leaving,
             "paused_at": None,
             "pause_reason": None,
             "conditions": _condition(
@@ -604,7 +607,7 @@ def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
         return _start_over(status, obs, "Restarting", why)
     why = (degraded.message if degraded else status.message) or "rolled back"
     done = _transition(status, obs, "RolledBack", why, reason).model_copy(
-        update={"pending_copies": []}
+        update={"pending_copies": [], "target_weight": 0}
     )
     if reason != "Aborted" and status.spec_hash not in (None, rollout_hash(spec)):
         # Edited during the rollback: the edit is a retry, taken once traffic is back (an
