@@ -520,7 +520,8 @@ class Reconciler:
                 raise result
         if pending:
             self.rt.partial[uid] = (weights, tuple(pending))
-            log.warning("retreat pending copies=%s", "; ".join(f"{c}: {w}" for c, w in pending))
+            left = "; ".join(f"{c}: {why}" for c, why in pending)
+            log.warning("retreat pending uid=%s copies=%s", uid, left)
         else:
             self.rt.partial.pop(uid, None)
             self.rt.applied[uid] = weights

@@ -405,13 +405,19 @@ def test_a_hold_in_one_step_does_not_shorten_the_next_rise() -> None:
     assert world.status.phase == "Progressing", world.status.message
 
 
-def test_an_abort_during_a_rollback_cancels_the_retry_of_an_earlier_edit() -> None:
+def _edited_while_rolling_back() -> World:
+    """Checks fail with the new cluster gone; a fix is pushed while traffic goes back."""
     world = World(canonical_spec())
     _at_step(world, 0)
     world.reachable["even"] = False
     world.health = "fail"
     _until(world, lambda w: w.status.phase == "RollingBack")
     world.edit(service__template__metadata__labels__rev="2")
+    return world
+
+
+def test_an_abort_during_a_rollback_cancels_the_retry_of_an_earlier_edit() -> None:
+    world = _edited_while_rolling_back()
     world.reconcile()
     world.requests = world.requests.model_copy(update={"abort": _token(world)})
     world.reconcile()
@@ -423,12 +429,7 @@ def test_an_abort_during_a_rollback_cancels_the_retry_of_an_earlier_edit() -> No
 
 
 def test_a_rollback_with_a_retry_pending_asks_for_another_look() -> None:
-    world = World(canonical_spec())
-    _at_step(world, 0)
-    world.reachable["even"] = False
-    world.health = "fail"
-    _until(world, lambda w: w.status.phase == "RollingBack")
-    world.edit(service__template__metadata__labels__rev="2")
+    world = _edited_while_rolling_back()
     world.reachable["even"], world.health = True, "pass"
     world.run()  # stops only when a plan asks for no further look
     assert world.status.phase == "Succeeded", world.status.message
