@@ -20,7 +20,7 @@ from sprintops.clusters import KubeconfigSecrets
 from sprintops.config import Config
 from sprintops.kube import mgmt_client
 from sprintops.plan import Emit
-from sprintops.reconcile import Reconciler, Runtime
+from sprintops.reconcile import EXPLAINED_ERRORS, Reconciler, Runtime
 from sprintops.traffic.route53 import Route53Pairs
 
 log = logging.getLogger("sprintops")
@@ -250,7 +250,14 @@ async def rollout(
             # and the retries back off.
             failures += 1
             wait = min(ERROR_BACKOFF * 2 ** (failures - 1), ERROR_BACKOFF_MAX)
-            log.exception("reconcile failed release=%s/%s; retrying in %ss", namespace, name, wait)
+            if isinstance(exc, EXPLAINED_ERRORS):  # status and the Event say it all
+                log.warning(
+                    "reconcile failed release=%s/%s; retrying in %ss", namespace, name, wait
+                )
+            else:
+                log.exception(
+                    "reconcile failed release=%s/%s; retrying in %ss", namespace, name, wait
+                )
             await reconciler.report(namespace or "", name, exc)
         if wait == 0:
             continue

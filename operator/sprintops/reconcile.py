@@ -63,6 +63,8 @@ HOLDING_ERRORS = (
 )
 # Failures no retry can fix: the spec names something that does not exist.
 PERMANENT_ERRORS = (ZoneNotFound, SameClusterError)
+# What `describe` can explain in full; anything else is a bug worth a traceback in the log.
+EXPLAINED_ERRORS = (ValidationError, *HOLDING_ERRORS, *PERMANENT_ERRORS)
 EmitFn = Callable[[dict[str, Any], Emit], None]
 
 
@@ -144,8 +146,9 @@ def describe(exc: BaseException) -> str:
         return f"Kubernetes API: HTTP {exc.status} {exc.reason}"
     if isinstance(exc, ValidationError):
         where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
-        return f"stored object does not match the API ({exc.error_count()} errors at {where})"
-    if isinstance(exc, (*HOLDING_ERRORS, *PERMANENT_ERRORS)):
+        count = exc.error_count()
+        return f"stored object does not match the API ({count} error{'s' * (count > 1)} at {where})"
+    if isinstance(exc, EXPLAINED_ERRORS):
         return str(exc)
     # Anything else may carry a request or a credential in its text: the type only.
     return f"internal error ({type(exc).__name__}); the operator log has the traceback"

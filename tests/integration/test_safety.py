@@ -3,6 +3,7 @@ cluster that hangs, a Prometheus that hangs, deletion in flight, misconfiguratio
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,9 +11,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from sprintops import api, controls
 from sprintops.api import SprintReleaseSpec, Weights
+from sprintops.durations import timestamp
+from sprintops.kube import merge_patch, object_path
 from sprintops.localenv import environment
 from sprintops.localenv.invariants import InvariantWatcher, Watched
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
@@ -353,3 +358,137 @@ def test_a_paused_release_edited_starts_over_and_stays_paused_before_traffic_mov
     obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=60)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert [s["weight"] for s in obj["status"]["steps"]] == [20, 100]
+
+
+def _paused_at_creation(doc: dict[str, Any]) -> None:
+    """A standing pause holds a release in Deploying, before any traffic moves."""
+    doc["metadata"].setdefault("annotations", {})[controls.annotation("pause")] = timestamp(
+        dt.datetime.now(dt.UTC)
+    )
+
+
+def test_a_stored_object_the_api_no_longer_accepts_says_why(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    """Hole 7: the API server does not re-validate what it stored under an older, looser CRD,
+    so the operator can read an object its model refuses. That failed in a silent loop."""
+    doc, _ = release_of("stored-skew")
+    _paused_at_creation(doc)
+    name = doc["metadata"]["name"]
+    crds = client.ApiextensionsV1Api(env.apis["mgmt"])
+    crd_name = f"{api.PLURAL}.{api.GROUP}"
+    original = crds.read_custom_resource_definition(crd_name)
+    env.create(doc)
+    wait_status(env, name, lambda s: "before the first step" in (s.get("message") or ""))
+    loose = crds.read_custom_resource_definition(crd_name)
+    del (
+        loose.spec.versions[0]
+        .schema.open_apiv3_schema.properties["status"]
+        .properties["phase"]
+        .enum
+    )
+    crds.replace_custom_resource_definition(crd_name, loose)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the API server serves the looser schema
+            try:
+                merge_patch(
+                    env.apis["mgmt"],
+                    object_path(f"{api.GROUP}/{api.VERSION}", api.KIND, NS, name) + "/status",
+                    {"status": {"phase": "Sideways"}},
+                )
+                break
+            except ApiException as exc:
+                if exc.status != 422 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        original.metadata.resource_version = crds.read_custom_resource_definition(
+            crd_name
+        ).metadata.resource_version
+        crds.replace_custom_resource_definition(crd_name, original)
+    expected = "stored object does not match the API (1 error at phase)"
+    status = wait_status(env, name, lambda s: s.get("message") == expected, 30)
+    assert status["phase"] == "Sideways", status  # the operator never guesses over it
+    events = wait_events(env, name, lambda es: any(e.reason == "ReconcileError" for e in es), 30)
+    assert any(e.message == expected and e.type == "Warning" for e in events)
+    log = (env.layout.root / "logs" / "operator-tests.log").read_text()
+    assert "Traceback" not in log.split(f"release={NS}/{name}", 1)[-1][:20000]
+    delete_release(env, name)
+
+
+def test_an_edit_while_deploying_is_applied_before_the_first_step(
+    env: Env, operator: Operator, release_of: ReleaseOf
+) -> None:
+    doc, spec = release_of("edit-deploying", analysis__bakeTime="2s")
+    _paused_at_creation(doc)
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    wait_status(env, name, lambda s: "before the first step" in (s.get("message") or ""))
+    env.custom().patch_namespaced_custom_object(
+        api.GROUP,
+        api.VERSION,
+        NS,
+        api.PLURAL,
+        name,
+        {"spec": {"service": {"template": {"metadata": {"labels": {"rev": "2"}}}}}},
+    )
+    applied = wait_events(env, name, lambda es: any(e.reason == "SpecChanged" for e in es))
+    assert any("applying it" in (e.message or "") for e in applied)
+    deployment = env.apps("even").read_namespaced_deployment("edit-deploying", "documents")
+    assert deployment.spec.template.metadata.labels.get("rev") == "2"
+    assert env.traffic(spec) == (ODD_LIVE, {"even": ODD_LIVE, "odd": ODD_LIVE})
+    controls.request(env.apis["mgmt"], NS, name, "resume")
+    obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=60)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert (
+        obj["status"]["specHash"]
+        == env.apps("even")
+        .read_namespaced_deployment("edit-deploying", "documents")
+        .metadata.annotations["sprintops.io/spec-hash"]
+    )
+
+
+@pytest.mark.parametrize("why", ["abort", "failing-gates"])
+def test_an_edit_during_a_rollback_waits_for_it_and_an_abort_stands(
+    env: Env, operator: Operator, release_of: ReleaseOf, why: str
+) -> None:
+    """The rollback finishes first. After failing gates the edit is a retry under the new
+    spec; after an abort it is not: abort means stop."""
+    doc, spec = release_of(f"edit-rolling-{why}", analysis__bakeTime="30s")
+    if why == "failing-gates":
+        doc["spec"]["analysis"]["metrics"].append(
+            {"name": "always-bad", "query": "vector(1)", "max": 0}
+        )
+        doc["spec"]["analysis"]["failureLimit"] = 1
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    first_step_started(env, name)
+    with frozen(env, "apiserver-even"):  # holds the release in RollingBack
+        if why == "abort":
+            controls.request(env.apis["mgmt"], NS, name, "abort")
+        wait_status(env, name, lambda s: s.get("pendingCopies") == ["even"], 30)
+        fixed = [m for m in doc["spec"]["analysis"]["metrics"] if m["name"] != "always-bad"]
+        env.custom().patch_namespaced_custom_object(
+            api.GROUP,
+            api.VERSION,
+            NS,
+            api.PLURAL,
+            name,
+            {"spec": {"analysis": {"metrics": fixed, "bakeTime": "2s"}}},
+        )
+        time.sleep(2)
+        assert env.status(name)["phase"] == "RollingBack"
+    if why == "abort":
+        obj = wait_phase(env, name, {"RolledBack"}, timeout=60)
+        time.sleep(3)
+        obj = env.custom().get_namespaced_custom_object(
+            api.GROUP, api.VERSION, NS, api.PLURAL, name
+        )
+        assert obj["status"]["phase"] == "RolledBack", obj["status"]
+        assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+        assert env.traffic(spec) == (ODD_LIVE, {"even": ODD_LIVE, "odd": ODD_LIVE})
+        return
+    wait_phase(env, name, {"Succeeded"}, timeout=90)  # never, had the old checks stayed
+    retried = wait_events(env, name, lambda es: any(e.reason == "Retrying" for e in es))
+    assert any(e.reason == "RolledBack" for e in retried)

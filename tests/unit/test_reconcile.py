@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import datetime as dt
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,10 +14,14 @@ import pytest
 from kubernetes import client
 from pydantic import ValidationError
 
+from sprintops import metrics
 from sprintops.api import SprintReleaseStatus, Weights
 from sprintops.clusters import ClusterError, KubeconfigSecrets
+from sprintops.durations import timestamp
+from sprintops.plan import Observations
 from sprintops.reconcile import Reconciler, Runtime, describe
 from sprintops.traffic.route53 import Route53Pairs, ZoneNotFound
+from tests.unit.world import World, canonical_spec
 
 
 class SlowRoute53:
@@ -121,3 +127,55 @@ def test_a_write_for_a_superseded_decision_is_skipped() -> None:
     assert reconciler._set_copy(None, "releases", "even", weights, ("u1", stale)) is None  # type: ignore[arg-type,func-returns-value]
     with pytest.raises(AttributeError):
         reconciler._set_copy(None, "releases", "even", weights, ("u1", latest))  # type: ignore[arg-type]
+
+
+class _LosesTheFirstWrite(Reconciler):
+    """The real `once` over one stored release, whose first status write loses a race (what
+    `_write_status` returns for a 409); the cluster side is the world model's."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(_runtime(SlowRoute53(pending=0)), lambda _o, _e: None)
+        self.world = world
+        self.conflicts = 1
+        self.stored: dict[str, Any] = {
+            "metadata": {"namespace": "releases", "name": "r", "uid": "u1", "generation": 1},
+            "spec": world.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "status": world.status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.stored)
+
+    async def _observe(self, *_: Any) -> Observations:
+        return self.world.observe()
+
+    def _write_status(
+        self, obj: dict[str, Any], status: SprintReleaseStatus, stored: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if self.conflicts:
+            self.conflicts -= 1
+            return None
+        self.stored["status"] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return copy.deepcopy(self.stored)
+
+    async def _act(self, *_: Any) -> None:
+        return None
+
+
+def test_a_status_write_that_loses_a_race_counts_nothing() -> None:
+    """Hole 14: metrics were recorded before the compare-and-set write, so a 409 and the
+    retry that followed counted one rollback twice."""
+    world = World(canonical_spec())
+    for _ in range(500):
+        if world.status.step_index == 0 and world.status.step_started_at:
+            break
+        world.now += dt.timedelta(seconds=world.reconcile() or 0.5)
+    world.requests = world.requests.model_copy(update={"abort": f"{timestamp(world.now)}/0"})
+    reconciler = _LosesTheFirstWrite(world)
+    aborted = metrics.ROLLBACKS.labels("Aborted")
+    before = aborted._value.get()
+    assert asyncio.run(reconciler.once("releases", "r", None)) == 0  # lost: look again
+    assert aborted._value.get() == before
+    asyncio.run(reconciler.once("releases", "r", None))
+    assert reconciler.stored["status"]["phase"] == "RollingBack"
+    assert aborted._value.get() == before + 1
