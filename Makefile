@@ -17,11 +17,11 @@ help:
 	@echo "make run       the operator against the local environment"
 	@echo "make crds      regenerate the CRD, the chart's copy and the README reference"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml devenv/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e . -e ./devenv
 	touch $@
 
 venv: $(BIN)/.installed
@@ -40,22 +40,23 @@ binaries:
 	bash hack/testenv/build.sh >/dev/null
 
 env-up: venv prometheus binaries
-	$(BIN)/sprintops env up
+	$(BIN)/sprintops-dev env up
 
 env-down: venv
-	$(BIN)/sprintops env down
+	$(BIN)/sprintops-dev env down
 
 # The operator against the local environment (its kubeconfig, moto and Prometheus).
 run: env-up
 	. .sprintops/env/env.sh && $(BIN)/sprintops run
 
 crds: venv
-	$(BIN)/sprintops crds -o crds/sprintrelease.yaml
+	$(BIN)/sprintops-dev crds
 
 lint: venv
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator devenv tests
+	$(BIN)/ruff format --check operator devenv tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -64,20 +65,20 @@ test: venv prometheus binaries helm lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 demo: venv prometheus binaries
-	$(BIN)/sprintops demo
+	$(BIN)/sprintops-dev demo
 
 clean: env-down
 	rm -rf $(VENV)
 
 # Figures, not assertions: bench/results.json and a table.
 bench: venv prometheus binaries
-	$(BIN)/sprintops bench
+	$(BIN)/sprintops-dev bench
 
 # The state machine over the world model, deep; then 20 releases, 30+ SIGKILLs each run,
 # three seeds; exits non-zero on any violation.
 chaos: venv prometheus binaries
 	HYPOTHESIS_PROFILE=deep $(BIN)/pytest -q tests/unit/test_state_machine.py
-	$(BIN)/sprintops chaos --seed 1 --seed 2 --seed 3
+	$(BIN)/sprintops-dev chaos --seed 1 --seed 2 --seed 3
 
 # Needs a Docker engine (not available on every machine); see hack/kind/e2e.sh.
 kind-e2e: venv

@@ -40,7 +40,7 @@ AWS_ENDPOINT_URL_ROUTE_53=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=testing AWS_SE
 AWS_DEFAULT_REGION=us-east-1 .venv/bin/python - <<'PY'
 from pathlib import Path
 from kubernetes import config
-from sprintops.localenv import seed
+from sprintops_dev import seed
 spec = seed.canonical(Path("."))
 apis = {c: config.new_client_from_config(context=f"kind-sprintops-{c}") for c in ("even", "odd")}
 seed.service_baseline(apis, spec, "odd")

@@ -22,10 +22,10 @@ from kubernetes import client
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import environment, fleet
-from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs, make_client
+from sprintops_dev import environment, fleet
+from sprintops_dev.operator_process import OperatorProcess
 from tests.conftest import REPO
 
 

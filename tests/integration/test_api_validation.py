@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from sprintops import api
-from sprintops.localenv import fleet
+from sprintops_dev import fleet
 from tests.integration.conftest import Env
 
 Doc = dict[str, Any]

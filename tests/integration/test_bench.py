@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sprintops.localenv import bench
+from sprintops_dev import bench
 from tests.integration.conftest import Env, Operator
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sprintops.localenv import chaos
+from sprintops_dev import chaos
 from tests.integration.conftest import Env, Operator
 
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from sprintops.api import SprintReleaseSpec
-from sprintops.localenv import environment
-from sprintops.localenv.identities import service_account_token, token_kubeconfig
-from sprintops.localenv.operator_process import OperatorProcess
+from sprintops_dev import environment
+from sprintops_dev.identities import service_account_token, token_kubeconfig
+from sprintops_dev.operator_process import OperatorProcess
 from tests.conftest import REPO
 from tests.integration.conftest import Env, Operator, wait_phase
 

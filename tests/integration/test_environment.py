@@ -8,7 +8,7 @@ import uuid
 from sprintops import manifests
 from sprintops.api import Weights
 from sprintops.kube import apply
-from sprintops.localenv import seed
+from sprintops_dev import seed
 from tests.integration.conftest import Env
 
 

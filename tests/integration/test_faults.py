@@ -14,11 +14,11 @@ from kubernetes import client
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.kube import apply
-from sprintops.localenv import environment, seed
-from sprintops.localenv.faultproxy import FaultProxy
-from sprintops.localenv.invariants import InvariantWatcher, Watched
-from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of, with_weights
+from sprintops_dev import environment, seed
+from sprintops_dev.faultproxy import FaultProxy
+from sprintops_dev.operator_process import OperatorProcess
+from sprintops_dev.watcher import InvariantWatcher, Watched
 from tests.conftest import REPO
 from tests.integration.conftest import (
     Env,

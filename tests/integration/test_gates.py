@@ -11,8 +11,8 @@ import pytest
 from sprintops import api, controls
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.health.checks import render
-from sprintops.localenv import environment
-from sprintops.localenv.invariants import InvariantWatcher, Watched
+from sprintops_dev import environment
+from sprintops_dev.watcher import InvariantWatcher, Watched
 from tests.integration.conftest import Env, Operator, first_step_started, wait_phase, wait_status
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from sprintops.api import SprintReleaseSpec
-from sprintops.localenv.controlplane import Credentials, kubeconfig, write_kubeconfig
-from sprintops.localenv.processes import free_port
+from sprintops_dev.controlplane import Credentials, kubeconfig, write_kubeconfig
+from sprintops_dev.processes import free_port
 from tests.integration.conftest import (
     Env,
     Operator,

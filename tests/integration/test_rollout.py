@@ -11,8 +11,8 @@ import pytest
 
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
-from sprintops.localenv import seed
-from sprintops.localenv.invariants import InvariantWatcher, Watched
+from sprintops_dev import seed
+from sprintops_dev.watcher import InvariantWatcher, Watched
 from tests.integration.conftest import (
     Env,
     Operator,

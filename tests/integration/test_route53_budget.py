@@ -11,9 +11,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sprintops.api import Route53, Weights
-from sprintops.localenv import seed
-from sprintops.localenv.faultproxy import FaultProxy, Faults
 from sprintops.traffic.route53 import Route53Pairs, make_client
+from sprintops_dev import seed
+from sprintops_dev.faultproxy import FaultProxy, Faults
 from tests.integration.conftest import Env
 
 RATE = 5

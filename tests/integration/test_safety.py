@@ -18,10 +18,10 @@ from sprintops import api, controls
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.durations import timestamp
 from sprintops.kube import merge_patch, object_path
-from sprintops.localenv import environment
-from sprintops.localenv.invariants import InvariantWatcher, Watched
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import upserts
+from sprintops_dev import environment
+from sprintops_dev.watcher import InvariantWatcher, Watched
 from tests.integration.conftest import (
     Env,
     Operator,

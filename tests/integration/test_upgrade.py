@@ -14,8 +14,8 @@ import pytest
 
 from sprintops import api
 from sprintops.api import SprintReleaseSpec
-from sprintops.localenv import environment
-from sprintops.localenv.operator_process import OperatorProcess
+from sprintops_dev import environment
+from sprintops_dev.operator_process import OperatorProcess
 from tests.conftest import REPO
 from tests.integration.conftest import Env, Operator, wait_phase, wait_status
 

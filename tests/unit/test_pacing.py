@@ -10,7 +10,6 @@ from collections.abc import Callable
 import pytest
 
 from sprintops.api import Route53, Weights
-from sprintops.localenv import seed
 from sprintops.traffic.pacing import SLACK_SECONDS, GroupCommit, Pacer
 from sprintops.traffic.route53 import (
     MAX_BATCH_ELEMENTS,
@@ -20,6 +19,7 @@ from sprintops.traffic.route53 import (
     pair_of,
     upserts,
 )
+from sprintops_dev import seed
 from tests.conftest import REPO
 
 

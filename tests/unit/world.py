@@ -25,7 +25,6 @@ from sprintops.api import (
     parity_cluster,
 )
 from sprintops.health.checks import CheckOutcome, Outcome, threshold
-from sprintops.invariants import Track, violations
 from sprintops.plan import (
     Deploy,
     Emit,
@@ -37,6 +36,7 @@ from sprintops.plan import (
     plan,
     rollout_hash,
 )
+from sprintops_dev.invariants import Track, violations
 from tests.conftest import REPO
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)

@@ -1,49 +1,26 @@
-"""`sprintops`: run the operator, generate the CRD, manage the local environment."""
+"""`sprintops`: run the operator, or print its CRD."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
 
 
-def repo_root() -> Path:
-    """The checkout this command runs in (the local environment lives beside its code)."""
-    here = Path.cwd().resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "hack/testenv/build.sh").is_file():
-            return candidate
-    raise SystemExit("not inside a sprintops checkout (no hack/testenv/build.sh above the cwd)")
-
-
 def _crds(args: argparse.Namespace) -> int:
-    from sprintops import crd, reference
+    from sprintops import crd
 
     text = crd.render()
     if args.output == "-":
         sys.stdout.write(text)
-        return 0
-    Path(args.output).write_text(text)
-    # The chart ships the same CRD, and the README its reference.
-    root = repo_root()
-    (root / "charts/sprintops/crds/sprintrelease.yaml").write_text(text)
-    readme = root / "README.md"
-    readme.write_text(reference.update(readme.read_text()))
+    else:
+        Path(args.output).write_text(text)
     return 0
 
 
-def _env(args: argparse.Namespace) -> int:
-    from sprintops.localenv import environment
-
-    layout = environment.Layout(repo_root())
-    if args.action == "up":
-        environment.up(layout)
-    elif args.action == "down":
-        environment.down(layout)
-    else:
-        running = environment.is_running(layout)
-        print("running" if running else "not running")
-        return 0 if running else 1
+def _version(_args: argparse.Namespace) -> int:
+    print(f"sprintops {metadata.version('sprintops')}")
     return 0
 
 
@@ -79,34 +56,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(_args: argparse.Namespace) -> int:
-    from sprintops.cli import demo
-
-    return demo.run(repo_root())
-
-
-def _chaos(args: argparse.Namespace) -> int:
-    from sprintops.localenv import chaos, environment
-
-    layout = environment.Layout(repo_root())
-    failed = False
-    for seed in args.seed:
-        report = chaos.run(layout, seed=seed, releases=args.releases, kills=args.kills)
-        print(report.summary(), flush=True)
-        for line in report.violations[:20] + report.stuck + report.wrong:
-            print(f"  {line}")
-        failed |= not report.ok
-    return 1 if failed else 0
-
-
-def _bench(_args: argparse.Namespace) -> int:
-    from sprintops.localenv import bench, environment
-
-    root = repo_root()
-    bench.run(environment.Layout(root), root / "bench/results.json")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprintops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,19 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--priority", type=int, default=0)
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
-    demo = sub.add_parser("demo", help="local environment + operator + the canonical release")
-    demo.set_defaults(func=_demo)
-    chaos = sub.add_parser("chaos", help="releases under random SIGKILLs, invariants watched")
-    chaos.add_argument("--seed", type=int, action="append", required=True)
-    chaos.add_argument("--releases", type=int, default=20)
-    chaos.add_argument("--kills", type=int, default=30)
-    chaos.set_defaults(func=_chaos)
-    sub.add_parser("bench", help="measure plan throughput and step overhead").set_defaults(
-        func=_bench
-    )
-    env = sub.add_parser("env", help="the local environment (control plane, Route 53, Prometheus)")
-    env.add_argument("action", choices=["up", "down", "status"])
-    env.set_defaults(func=_env)
+    sub.add_parser("version", help="print the version").set_defaults(func=_version)
     return parser
 
 

@@ -4,7 +4,7 @@ It reads what a release manager would read, in an order that makes the checks so
 first (Route 53, every VirtualService copy), then the release's status and the Deployment.
 The operator writes status before it moves traffic, so status read after the weights is at
 least as far along as the step those weights belong to. The invariants themselves are
-`sprintops.invariants`, the same ones the unit world checks.
+`sprintops_dev.invariants`, the same ones the unit world checks.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 from sprintops import api, manifests
 from sprintops.api import Cluster, SprintReleaseSpec, SprintReleaseStatus, Weights
-from sprintops.invariants import Track, violations
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops_dev.invariants import Track, violations
 
 T = TypeVar("T")
 TIMEOUT = 3  # seconds per read: a hung cluster must not stall the other sources

@@ -5,7 +5,7 @@ its error rate and latency come from the `sim.sprintops.io/*` annotations on the
 of the Deployment running there. A cluster that gets traffic without an Available Deployment
 answers 503. Prometheus scrapes the result.
 
-Run: python -m sprintops.localenv.simulator CONFIG.json
+Run: python -m sprintops_dev.simulator CONFIG.json
 CONFIG: {"port", "kubeconfig", "routes": [{service, namespace, route53: <spec.traffic.route53>}]}
 The file is re-read on every poll, so benchmarks can add services while it runs.
 """

@@ -20,10 +20,10 @@ from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.cli.display import progress_panel, summary
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import environment
-from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops_dev import environment
+from sprintops_dev.operator_process import OperatorProcess
 
 TIMEOUT = 300.0
 

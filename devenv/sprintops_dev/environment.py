@@ -25,8 +25,8 @@ import yaml
 from sprintops import api
 from sprintops.api import Cluster, SprintReleaseSpec
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import binaries, seed
-from sprintops.localenv.controlplane import (
+from sprintops_dev import binaries, seed
+from sprintops_dev.controlplane import (
     CLUSTERS,
     WORKLOAD_CLUSTERS,
     ControlPlane,
@@ -35,7 +35,7 @@ from sprintops.localenv.controlplane import (
     kubeconfig,
     write_kubeconfig,
 )
-from sprintops.localenv.processes import alive, free_port, spawn, stop, wait_for
+from sprintops_dev.processes import alive, free_port, spawn, stop, wait_for
 
 DUMMY_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -238,7 +238,7 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     simulate(layout, spec)
     step(f"starting the traffic simulator on 127.0.0.1:{state.simulator_port}")
     state.pids["simulator"] = spawn(
-        [sys.executable, "-m", "sprintops.localenv.simulator", str(layout.simulator_config)],
+        [sys.executable, "-m", "sprintops_dev.simulator", str(layout.simulator_config)],
         logs / "simulator.log",
     )
     state.prometheus_url = f"http://127.0.0.1:{free_port()}"

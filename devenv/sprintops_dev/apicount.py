@@ -15,8 +15,8 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from sprintops.kube import apply
-from sprintops.localenv.controlplane import OPERATOR_USER
-from sprintops.localenv.identities import service_account_token, token_kubeconfig
+from sprintops_dev.controlplane import OPERATOR_USER
+from sprintops_dev.identities import service_account_token, token_kubeconfig
 
 FLOW_SCHEMA = "sprintops-bench"
 SERVICE_ACCOUNT = ("releases", "sprintops-bench")

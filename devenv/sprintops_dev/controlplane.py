@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from sprintops.localenv.certs import CertificateAuthority, KeyPair, service_account_keys
-from sprintops.localenv.processes import free_port, spawn, wait_for
+from sprintops_dev.certs import CertificateAuthority, KeyPair, service_account_keys
+from sprintops_dev.processes import free_port, spawn, wait_for
 
 CLUSTERS = ("mgmt", "even", "odd")
 WORKLOAD_CLUSTERS = ("even", "odd")

@@ -31,12 +31,12 @@ from sprintops.api import SprintReleaseSpec, SprintReleaseStatus, Weights
 from sprintops.durations import parse_timestamp, seconds
 from sprintops.health.checks import CheckOutcome, threshold
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import apicount, environment, fleet
-from sprintops.localenv.faultproxy import FaultProxy, Faults
-from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.plan import Deploy, Observations, SetWeights, TargetDeployment, checks_due, plan
 from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops_dev import apicount, environment, fleet
+from sprintops_dev.faultproxy import FaultProxy, Faults
+from sprintops_dev.operator_process import OperatorProcess
 
 NS = "releases"
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sprintops.localenv.processes import free_port
+from sprintops_dev.processes import free_port
 
 
 class OperatorProcess:

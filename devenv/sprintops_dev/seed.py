@@ -18,8 +18,8 @@ from kubernetes import client
 from sprintops import crd, manifests
 from sprintops.api import Cluster, ServiceSpec, SprintReleaseSpec, Weights
 from sprintops.kube import apply
-from sprintops.localenv.controlplane import OPERATOR_USER
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops_dev.controlplane import OPERATOR_USER
 
 PREVIOUS_SPRINT = 41
 NODE_NAME = "kwok-node-0"

@@ -18,10 +18,10 @@ from kubernetes import client
 from sprintops import api
 from sprintops.api import SprintReleaseStatus, Weights
 from sprintops.kube import client_from_kubeconfig
-from sprintops.localenv import environment, fleet
-from sprintops.localenv.invariants import InvariantWatcher, Watched
-from sprintops.localenv.operator_process import OperatorProcess
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops_dev import environment, fleet
+from sprintops_dev.operator_process import OperatorProcess
+from sprintops_dev.watcher import InvariantWatcher, Watched
 
 NS = "releases"
 

@@ -18,7 +18,7 @@ from kubernetes import client
 from sprintops import api
 from sprintops.api import Cluster, SprintReleaseSpec
 from sprintops.kube import merge_patch, object_path
-from sprintops.localenv import environment, seed
+from sprintops_dev import environment, seed
 
 ERROR_RATE = "sim.sprintops.io/error-rate"
 
