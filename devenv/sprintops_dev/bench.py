@@ -32,9 +32,8 @@ from sprintops.durations import parse_timestamp, seconds
 from sprintops.health.checks import CheckOutcome, threshold
 from sprintops.kube import client_from_kubeconfig
 from sprintops.plan import Deploy, Observations, SetWeights, TargetDeployment, checks_due, plan
-from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
-from sprintops_dev import apicount, environment, fleet
+from sprintops_dev import apicount, environment, fleet, traffic
 from sprintops_dev.faultproxy import FaultProxy, Faults
 from sprintops_dev.operator_process import OperatorProcess
 
@@ -115,18 +114,9 @@ class StepWatcher(threading.Thread):
     def run(self) -> None:
         route53 = Route53Pairs()
         steps = self.spec.traffic.steps
-        ref = self.spec.traffic.istio.virtual_service
         while not self.stop.is_set():
-            w = route53.read(self.spec.traffic.route53)
-            copies = [
-                weights_of(
-                    client.CustomObjectsApi(self.apis[c]).get_namespaced_custom_object(
-                        GROUP, VERSION, ref.namespace, PLURAL, ref.name
-                    ),
-                    self.spec.traffic.istio,
-                )
-                for c in ("even", "odd")
-            ]
+            w, by_cluster = traffic.read(self.apis, self.spec, route53)
+            copies = list(by_cluster.values())
             obj = client.CustomObjectsApi(self.apis["mgmt"]).get_namespaced_custom_object(
                 api.GROUP, api.VERSION, NS, api.PLURAL, self.name
             )

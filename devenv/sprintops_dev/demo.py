@@ -20,9 +20,7 @@ from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.cli.display import progress_panel, summary
 from sprintops.kube import client_from_kubeconfig
-from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
-from sprintops.traffic.route53 import Route53Pairs
-from sprintops_dev import environment
+from sprintops_dev import environment, traffic
 from sprintops_dev.operator_process import OperatorProcess
 
 TIMEOUT = 300.0
@@ -31,13 +29,9 @@ TIMEOUT = 300.0
 def read_traffic(
     apis: dict[str, client.ApiClient], spec: SprintReleaseSpec
 ) -> dict[str, Weights | None]:
-    ref = spec.traffic.istio.virtual_service
-    out: dict[str, Weights | None] = {"Route 53": Route53Pairs().read(spec.traffic.route53)}
-    for cluster in spec.traffic.istio.clusters:
-        vs = client.CustomObjectsApi(apis[cluster]).get_namespaced_custom_object(
-            GROUP, VERSION, ref.namespace, PLURAL, ref.name
-        )
-        out[f"VirtualService ({cluster})"] = weights_of(vs, spec.traffic.istio)
+    pair, copies = traffic.read(apis, spec)
+    out: dict[str, Weights | None] = {"Route 53": pair}
+    out.update({f"VirtualService ({cluster})": w for cluster, w in copies.items()})
     return out
 
 

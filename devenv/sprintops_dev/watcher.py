@@ -23,9 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 from sprintops import api, manifests
 from sprintops.api import Cluster, SprintReleaseSpec, SprintReleaseStatus, Weights
-from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs
 from sprintops_dev.invariants import Track, violations
+from sprintops_dev.traffic import copy_weights
 
 T = TypeVar("T")
 TIMEOUT = 3  # seconds per read: a hung cluster must not stall the other sources
@@ -88,14 +88,10 @@ class InvariantWatcher:
         traffic: dict[str, Weights | None] = {
             "route53": self._read("route53", lambda: self.route53.read(spec.traffic.route53))
         }
-        ref = spec.traffic.istio.virtual_service
         for cluster in spec.traffic.istio.clusters:
 
             def copy(cluster: str = cluster) -> Weights:
-                vs = client.CustomObjectsApi(self.apis[cluster]).get_namespaced_custom_object(
-                    GROUP, VERSION, ref.namespace, PLURAL, ref.name, _request_timeout=TIMEOUT
-                )
-                return weights_of(vs, spec.traffic.istio)
+                return copy_weights(self.apis[cluster], spec, TIMEOUT)
 
             traffic[f"vs/{cluster}"] = self._read(f"vs/{cluster}", copy)
         body = self._read(

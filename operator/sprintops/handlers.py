@@ -272,7 +272,7 @@ async def rollout(
 
 def traffic_may_have_moved(body: kopf.Body, **_: Any) -> bool:
     """Only these releases need the deletion handler, and so a finalizer for it: a fleet of
-    finished releases is never patched (1,000 finalizer patches cost 300 MB at start-up)."""
+    finished releases is never patched for a finalizer at start-up."""
     return (body.get("status") or {}).get("phase") in ("Progressing", "Paused", "RollingBack")
 
 

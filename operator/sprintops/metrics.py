@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter as Tally
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sprintops.api import CLUSTERS, SprintReleaseStatus
 from sprintops.durations import parse_timestamp
 
 REGISTRY = CollectorRegistry()
 
-RELEASES = Gauge("sprintops_releases", "SprintReleases by phase", ["phase"], registry=REGISTRY)
 WEIGHT = Gauge(
     "sprintops_release_weight_percent",
     "Traffic percent per release and cluster, as last applied",
@@ -73,6 +75,23 @@ PLAN_SECONDS = Histogram(
 _phases: dict[str, str] = {}
 
 
+class _ReleasesByPhase(Collector):
+    """`sprintops_releases{phase}`, counted when scraped: nothing to clear and refill on
+    every transition."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "sprintops_releases", "SprintReleases by phase", labels=["phase"]
+        )
+        # tuple() copies in one step under the GIL, while the event loop may write.
+        for phase, count in sorted(Tally(tuple(_phases.values())).items()):
+            family.add_metric([phase], count)
+        yield family
+
+
+REGISTRY.register(_ReleasesByPhase())
+
+
 def serve(port: int) -> None:
     start_http_server(port, registry=REGISTRY)
 
@@ -82,7 +101,6 @@ def record(key: tuple[str, str], old: SprintReleaseStatus, new: SprintReleaseSta
     namespace, name = key
     if new.phase is not None:
         _phases[f"{namespace}/{name}"] = new.phase
-        _publish_phases()
     if new.weights is not None:
         for cluster in CLUSTERS:
             WEIGHT.labels(namespace, name, cluster).set(new.weights.of(cluster))
@@ -103,14 +121,6 @@ def record(key: tuple[str, str], old: SprintReleaseStatus, new: SprintReleaseSta
 def forget(namespace: str, name: str) -> None:
     """A deleted release leaves the metrics."""
     _phases.pop(f"{namespace}/{name}", None)
-    _publish_phases()
     for cluster in CLUSTERS:
         with contextlib.suppress(KeyError):
             WEIGHT.remove(namespace, name, cluster)
-
-
-def _publish_phases() -> None:
-    counts = Tally(_phases.values())
-    RELEASES.clear()
-    for phase, count in counts.items():
-        RELEASES.labels(phase).set(count)

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client
@@ -31,6 +31,7 @@ from sprintops.durations import parse_timestamp, seconds
 from sprintops.health.prometheus import run_checks
 from sprintops.kube import merge_patch, object_path
 from sprintops.plan import (
+    Action,
     Deploy,
     Emit,
     Observations,
@@ -423,28 +424,35 @@ class Reconciler:
 
     # --- acting
     async def _act(
-        self, obj: dict[str, Any], spec: SprintReleaseSpec, status: SprintReleaseStatus, action: Any
+        self,
+        obj: dict[str, Any],
+        spec: SprintReleaseSpec,
+        status: SprintReleaseStatus,
+        action: Action,
     ) -> None:
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         uid = obj["metadata"]["uid"]
-        if isinstance(action, Emit):
-            self.emit(obj, action)
-        elif isinstance(action, Deploy):
-            await asyncio.to_thread(self._distinct_clusters, spec, namespace)
-            workload = await self._workload(spec, namespace, action.cluster)
-            await asyncio.to_thread(
-                workload.deploy, spec.service, spec.sprint, name, rollout_hash(spec)
-            )
-        elif isinstance(action, SetWeights) and action.retreat:
-            await self.retreat(spec, namespace, uid, action.weights)
-        elif isinstance(action, SetWeights):
-            # A rise may write Route 53: a pending retreat must write it again, not trust it.
-            self.rt.partial.pop(uid, None)
-            if await self._set_weights(spec, namespace, uid, action.weights):
-                self.rt.applied[uid] = action.weights
-        elif isinstance(action, ScaleDown):
-            workload = await self._workload(spec, namespace, action.cluster)
-            await asyncio.to_thread(workload.scale_to_zero, spec.service, action.sprint)
+        match action:
+            case Emit():
+                self.emit(obj, action)
+            case Deploy(cluster=cluster):
+                await asyncio.to_thread(self._distinct_clusters, spec, namespace)
+                workload = await self._workload(spec, namespace, cluster)
+                await asyncio.to_thread(
+                    workload.deploy, spec.service, spec.sprint, name, rollout_hash(spec)
+                )
+            case SetWeights(weights=weights, retreat=True):
+                await self.retreat(spec, namespace, uid, weights)
+            case SetWeights(weights=weights):
+                # A rise may write Route 53: a pending retreat must write it again.
+                self.rt.partial.pop(uid, None)
+                if await self._set_weights(spec, namespace, uid, weights):
+                    self.rt.applied[uid] = weights
+            case ScaleDown(cluster=cluster, sprint=sprint):
+                workload = await self._workload(spec, namespace, cluster)
+                await asyncio.to_thread(workload.scale_to_zero, spec.service, sprint)
+            case _:
+                assert_never(action)
 
     def _distinct_clusters(self, spec: SprintReleaseSpec, namespace: str) -> None:
         """Two Secrets that reach one cluster would make a release deploy over live traffic:

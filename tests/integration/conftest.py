@@ -22,9 +22,8 @@ from kubernetes import client
 from sprintops import api
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.kube import client_from_kubeconfig
-from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import Route53Pairs, make_client
-from sprintops_dev import environment, fleet
+from sprintops_dev import environment, fleet, traffic
 from sprintops_dev.operator_process import OperatorProcess
 from tests.conftest import REPO
 
@@ -49,17 +48,7 @@ class Env:
 
     def traffic(self, spec: SprintReleaseSpec) -> tuple[Weights | None, dict[str, Weights]]:
         """Route 53's pair, then every VirtualService copy's route weights."""
-        ref = spec.traffic.istio.virtual_service
-        copies = {
-            c: weights_of(
-                self.custom(c).get_namespaced_custom_object(
-                    GROUP, VERSION, ref.namespace, PLURAL, ref.name
-                ),
-                spec.traffic.istio,
-            )
-            for c in ("even", "odd")
-        }
-        return self.route53().read(spec.traffic.route53), copies
+        return traffic.read(self.apis, spec, self.route53())
 
     def create(self, doc: dict[str, Any]) -> None:
         ns = doc["metadata"]["namespace"]

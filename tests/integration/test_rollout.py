@@ -130,9 +130,10 @@ def test_missing_kubeconfig_secret_is_reported_and_traffic_untouched(
     name = doc["metadata"]["name"]
     status = wait_status(env, name, lambda s: "cluster-missing" in (s.get("message") or ""), 30)
     assert status["message"] == "Secret releases/cluster-missing not found", status
-    time.sleep(2)
-    assert env.traffic(spec) == before
+    # The Event is posted at the end of the reconcile that decided to hold: any write that
+    # reconcile made is visible by then.
     assert "Blocked" in _reasons(env, name, "Blocked")
+    assert env.traffic(spec) == before
 
 
 def test_virtual_service_without_the_route_blocks_before_route53_moves(
@@ -160,16 +161,13 @@ def test_operator_killed_mid_rollout_finishes_the_release(
     name = doc["metadata"]["name"]
     with InvariantWatcher(env.apis, [Watched(NS, name, spec)]) as watcher:
         env.create(doc)
-        kills = 0
         for step_index in (0, 1):
             wait_status(env, name, lambda s, i=step_index: s.get("stepIndex") == i, 60)
             operator.kill()
-            kills += 1
-            time.sleep(1)
+            time.sleep(1)  # an outage, not an instant restart
             operator.start()
         obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=90)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
-    assert kills == 2
     assert not watcher.violations, watcher.violations
     assert [s["weight"] for s in obj["status"]["steps"]] == [10, 50, 100]
     # After idle.scaleDownAfter the previous cluster's Deployment is scaled to 0, and recorded.

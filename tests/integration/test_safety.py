@@ -18,9 +18,8 @@ from sprintops import api, controls
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.durations import timestamp
 from sprintops.kube import merge_patch, object_path
-from sprintops.traffic.istio import GROUP, PLURAL, VERSION, weights_of
 from sprintops.traffic.route53 import upserts
-from sprintops_dev import environment
+from sprintops_dev import environment, traffic
 from sprintops_dev.watcher import InvariantWatcher, Watched
 from tests.integration.conftest import (
     Env,
@@ -47,11 +46,7 @@ def frozen(env: Env, process: str) -> Iterator[None]:
 
 
 def _copy(env: Env, spec: SprintReleaseSpec, cluster: str) -> Weights:
-    ref = spec.traffic.istio.virtual_service
-    vs = env.custom(cluster).get_namespaced_custom_object(
-        GROUP, VERSION, ref.namespace, PLURAL, ref.name, _request_timeout=5
-    )
-    return weights_of(vs, spec.traffic.istio)
+    return traffic.copy_weights(env.apis[cluster], spec, timeout=5)
 
 
 def _warning(env: Env, name: str, reason: str) -> list[Any]:

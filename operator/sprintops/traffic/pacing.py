@@ -20,7 +20,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # Send times are taken here, the limit is counted where requests arrive: the slack absorbs
-# the jitter between the two on a loaded machine (0.02 s was not enough on 2 busy cores).
+# the jitter between the two on a loaded machine.
 SLACK_SECONDS = 0.25
 
 
