@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from sprintops import api, controls
 from sprintops.api import SprintReleaseSpec, Weights
 from sprintops.durations import timestamp
-from sprintops.kube import merge_patch, object_path
+from sprintops.kube import json_patch, merge_patch, object_path
 from sprintops.traffic.route53 import upserts
 from sprintops_dev import environment, traffic
 from sprintops_dev.watcher import InvariantWatcher, Watched
@@ -370,19 +370,18 @@ def test_a_stored_object_the_api_no_longer_accepts_says_why(
     doc, _ = release_of("stored-skew")
     _paused_at_creation(doc)
     name = doc["metadata"]["name"]
-    crds = client.ApiextensionsV1Api(env.apis["mgmt"])
-    crd_name = f"{api.PLURAL}.{api.GROUP}"
-    original = crds.read_custom_resource_definition(crd_name)
-    env.create(doc)
-    wait_status(env, name, lambda s: "before the first step" in (s.get("message") or ""))
-    loose = crds.read_custom_resource_definition(crd_name)
-    del (
-        loose.spec.versions[0]
+    crd = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{api.PLURAL}.{api.GROUP}"
+    phase = (
+        client.ApiextensionsV1Api(env.apis["mgmt"])
+        .read_custom_resource_definition(f"{api.PLURAL}.{api.GROUP}")
+        .spec.versions[0]
         .schema.open_apiv3_schema.properties["status"]
         .properties["phase"]
-        .enum
     )
-    crds.replace_custom_resource_definition(crd_name, loose)
+    enum = "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/phase/enum"
+    env.create(doc)
+    wait_status(env, name, lambda s: "before the first step" in (s.get("message") or ""))
+    json_patch(env.apis["mgmt"], crd, [{"op": "remove", "path": enum}])
     try:
         deadline = time.monotonic() + 30
         while True:  # until the API server serves the looser schema
@@ -398,10 +397,7 @@ def test_a_stored_object_the_api_no_longer_accepts_says_why(
                     raise
                 time.sleep(0.5)
     finally:
-        original.metadata.resource_version = crds.read_custom_resource_definition(
-            crd_name
-        ).metadata.resource_version
-        crds.replace_custom_resource_definition(crd_name, original)
+        json_patch(env.apis["mgmt"], crd, [{"op": "add", "path": enum, "value": phase.enum}])
     expected = "stored object does not match the API (1 error at phase)"
     status = wait_status(env, name, lambda s: s.get("message") == expected, 30)
     assert status["phase"] == "Sideways", status  # the operator never guesses over it
