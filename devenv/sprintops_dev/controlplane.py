@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trustme
 import yaml
 
-from sprintops_dev.certs import CertificateAuthority, KeyPair, service_account_keys
+from sprintops_dev.certs import CertificateAuthority, KeyPair
 from sprintops_dev.processes import free_port, spawn, wait_for
 
 CLUSTERS = ("mgmt", "even", "odd")
@@ -41,10 +42,11 @@ class Credentials:
         ca = CertificateAuthority(directory)
         return Credentials(
             ca=ca.pair,
-            serving=ca.issue("apiserver", "kube-apiserver", serving=True),
+            serving=ca.issue("apiserver", "kube-apiserver"),
             admin=ca.issue("admin", "admin", org="system:masters"),
             operator=ca.issue("operator", OPERATOR_USER),
-            service_accounts=service_account_keys(directory),
+            # Token signing: the apiserver reads the public key from the certificate.
+            service_accounts=ca.issue("sa", "service-accounts", key_type=trustme.KeyType.RSA),
         )
 
     @staticmethod
@@ -57,7 +59,7 @@ class Credentials:
             serving=pair("apiserver"),
             admin=pair("admin"),
             operator=pair("operator"),
-            service_accounts=KeyPair(directory / "sa.pub", directory / "sa.key"),
+            service_accounts=pair("sa"),
         )
 
 
