@@ -206,6 +206,25 @@ def checks_due(spec: SprintReleaseSpec, status: SprintReleaseStatus, now: dt.dat
     return (now - last).total_seconds() >= seconds(spec.analysis.interval)
 
 
+def route53_readback_due(
+    spec: SprintReleaseSpec,
+    status: SprintReleaseStatus,
+    now: dt.datetime,
+    verified_step: str | None,
+) -> bool:
+    """Whether the caller should read Route 53 back before planning: once per step (the
+    step's start time is `verified_step` once done), after its bake, before the gate can
+    pass. More traffic never moves on top of a hand edit, and the API budget holds."""
+    started = status.step_started_at
+    return (
+        status.phase == "Progressing"
+        and status.weights is not None
+        and started is not None
+        and verified_step != started
+        and (now - parse_timestamp(started)).total_seconds() >= seconds(spec.analysis.bake_time)
+    )
+
+
 def paused_by_request(requests: Controls) -> bool:
     """Pause and resume are level-triggered: the newer of the two tokens wins."""
     return requests.pause is not None and (requests.resume or "") < requests.pause

@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, assert_never
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,6 +42,7 @@ from sprintops.plan import (
     checks_due,
     plan,
     rollout_hash,
+    route53_readback_due,
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
 from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError, ZoneNotFound
@@ -270,43 +271,51 @@ class Reconciler:
         uid = obj["metadata"]["uid"]
         now = dt.datetime.now(dt.UTC)
         partial = self.rt.partial.get(uid)
-        facts: dict[str, Any] = {
-            "now": now,
-            "generation": obj["metadata"].get("generation", 1),
-            "applied": self.rt.applied.get(uid),
+        obs = Observations(
+            now=now,
+            generation=obj["metadata"].get("generation", 1),
+            applied=self.rt.applied.get(uid),
             # An action error is reported once; the next plan retries the action.
-            "blocker": self.rt.action_errors.pop(uid, None),
-            "fatal": self.rt.fatal_errors.pop(uid, None),
-            "pending": partial[1] if partial and partial[0] == status.weights else (),
-        }
+            blocker=self.rt.action_errors.pop(uid, None),
+            fatal=self.rt.fatal_errors.pop(uid, None),
+            pending=partial[1] if partial and partial[0] == status.weights else (),
+            requests=requests_of(obj),
+        )
         namespace = obj["metadata"]["namespace"]
-        facts["requests"] = requests_of(obj)
-        if _abort_pending(facts["requests"], status):
+        if _abort_pending(obs.requests, status):
             # Nothing to read before a rollback: the new cluster may be what is broken.
-            return Observations(**facts)
+            return obs
         try:
             if status.phase in (None, "Pending"):
-                facts["competitor"] = competitor
-                facts["live"] = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+                live = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+                obs = replace(obs, competitor=competitor, live=live)
             elif status.phase == "Deploying" and status.target_cluster:
                 workload = await self._workload(spec, namespace, status.target_cluster)
-                facts["target"] = await asyncio.to_thread(workload.observe, spec.service)
+                target = await asyncio.to_thread(workload.observe, spec.service)
+                obs = replace(obs, target=target)
             elif status.target_cluster and checks_due(spec, status, now):
-                facts.update(await self._check_round(spec, namespace, status))
+                obs = await self._check_round(obs, spec, namespace, status)
             elif status.phase == "Succeeded" and _due(status.scale_down_at, now):
-                facts.update(await self._before_scale_down(spec, namespace, status))
-                facts["successor"] = successor
-            if not facts.get("drift") and self._route53_due(spec, status, now, uid):
-                facts["drift"] = await asyncio.to_thread(self._route53_drift, spec, status, uid)
+                obs = await self._before_scale_down(obs, spec, namespace, status)
+                obs = replace(obs, successor=successor)
+            if not obs.drift and route53_readback_due(
+                spec, status, now, self.rt.route53_verified.get(uid)
+            ):
+                drift = await asyncio.to_thread(self._route53_drift, spec, status, uid)
+                obs = replace(obs, drift=drift)
         except PERMANENT_ERRORS as exc:
-            facts["fatal"] = describe(exc)
+            obs = replace(obs, fatal=describe(exc))
         except HOLDING_ERRORS as exc:
-            facts["blocker"] = describe(exc)
-        return Observations(**facts)
+            obs = replace(obs, blocker=describe(exc))
+        return obs
 
     async def _check_round(
-        self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
-    ) -> dict[str, Any]:
+        self,
+        obs: Observations,
+        spec: SprintReleaseSpec,
+        namespace: str,
+        status: SprintReleaseStatus,
+    ) -> Observations:
         """The VirtualService copies, the new Deployment and the checks, read side by side:
         a cluster that does not answer holds the release, but never hides what Prometheus
         says about it (failing checks still roll back)."""
@@ -326,41 +335,39 @@ class Reconciler:
         )
         if isinstance(checks, BaseException):
             raise checks
-        facts: dict[str, Any] = {"checks": tuple(checks)}
         blockers = []
         for found in (drift, seen):
             if isinstance(found, HOLDING_ERRORS):
                 blockers.append(describe(found))
             elif isinstance(found, BaseException):
                 raise found
-        if isinstance(seen, HOLDING_ERRORS):
-            facts["target_error"] = describe(seen)
-        elif not isinstance(seen, BaseException):
-            facts["target"] = seen
-        if isinstance(drift, str):
-            facts["drift"] = drift
-        if blockers:
-            facts["blocker"] = "; ".join(blockers)
-        return facts
+        return replace(
+            obs,
+            checks=tuple(checks),
+            target=None if isinstance(seen, BaseException) else seen,
+            target_error=describe(seen) if isinstance(seen, BaseException) else None,
+            drift=drift if isinstance(drift, str) else None,
+            blocker="; ".join(blockers) if blockers else obs.blocker,
+        )
 
     async def _before_scale_down(
-        self, spec: SprintReleaseSpec, namespace: str, status: SprintReleaseStatus
-    ) -> dict[str, Any]:
+        self,
+        obs: Observations,
+        spec: SprintReleaseSpec,
+        namespace: str,
+        status: SprintReleaseStatus,
+    ) -> Observations:
         """The previous cluster's Deployment and every way traffic can still reach it."""
         previous = status.previous_cluster or api.other(status.target_cluster or "even")
         workload = await self._workload(spec, namespace, previous)
         seen = await asyncio.to_thread(workload.observe, spec.service)
-        facts: dict[str, Any] = {
-            "previous": seen,
-            "scaled_down": seen is None or seen.replicas == 0,
-        }
-        if facts["scaled_down"]:
-            return facts
+        obs = replace(obs, previous=seen, scaled_down=seen is None or seen.replicas == 0)
+        if obs.scaled_down:
+            return obs
         pair = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
         copies = await asyncio.to_thread(self._copies, spec, namespace)
         weights = [w.of(previous) for w in (pair, *copies) if w is not None]
-        facts["previous_traffic"] = max(weights) if pair is not None else None
-        return facts
+        return replace(obs, previous_traffic=max(weights) if pair is not None else None)
 
     def _copies(self, spec: SprintReleaseSpec, namespace: str) -> list[Weights]:
         istio, out = spec.traffic.istio, []
@@ -380,21 +387,6 @@ class Reconciler:
             if status.weights is not None and found != status.weights:
                 return _drifted(f"VirtualService in {cluster}", found, status.weights)
         return None
-
-    def _route53_due(
-        self, spec: SprintReleaseSpec, status: SprintReleaseStatus, now: dt.datetime, uid: str
-    ) -> bool:
-        """Route 53 is read back once per step, once its bake is over, before the gate can
-        pass: more traffic never moves on top of a hand edit, and the API budget holds (a
-        fleet's reads of one zone share a listing)."""
-        started = status.step_started_at
-        return (
-            status.phase == "Progressing"
-            and status.weights is not None
-            and started is not None
-            and self.rt.route53_verified.get(uid) != started
-            and (now - parse_timestamp(started)).total_seconds() >= seconds(spec.analysis.bake_time)
-        )
 
     def _route53_drift(
         self, spec: SprintReleaseSpec, status: SprintReleaseStatus, uid: str

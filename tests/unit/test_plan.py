@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from sprintops.api import Controls, SprintReleaseStatus, Weights
 from sprintops.durations import timestamp
-from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan
+from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan, route53_readback_due
 from tests.unit.world import T0, World, canonical_spec
 
 
@@ -380,3 +380,18 @@ def test_rejected_change_batch_fails_before_traffic_moves_and_rolls_back_after()
     later = plan(world.spec, world.status, replace(world.observe(), fatal=rejected))
     assert later.status.phase == "RollingBack"
     assert later.actions[-1] == SetWeights(Weights(even=0, odd=100), retreat=True)
+
+
+def test_route53_is_read_back_once_per_step_after_its_bake() -> None:
+    spec = canonical_spec(analysis__bakeTime="60s")
+    started = timestamp(T0)
+    status = SprintReleaseStatus(
+        phase="Progressing", weights=Weights(even=10, odd=90), step_index=0, step_started_at=started
+    )
+    baking, baked = T0 + dt.timedelta(seconds=59), T0 + dt.timedelta(seconds=60)
+    assert not route53_readback_due(spec, status, baking, None)
+    assert route53_readback_due(spec, status, baked, None)
+    assert not route53_readback_due(spec, status, baked, started)  # this step was verified
+    assert route53_readback_due(spec, status, baked, timestamp(T0 - dt.timedelta(minutes=5)))
+    paused = status.model_copy(update={"phase": "Paused"})
+    assert not route53_readback_due(spec, paused, baked, None)
