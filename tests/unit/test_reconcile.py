@@ -179,3 +179,62 @@ def test_a_status_write_that_loses_a_race_counts_nothing() -> None:
     asyncio.run(reconciler.once("releases", "r", None))
     assert reconciler.stored["status"]["phase"] == "RollingBack"
     assert aborted._value.get() == before + 1
+
+
+class _Route53Pair:
+    """One weighted pair: reads, writes (counted) and INSYNC at once."""
+
+    def __init__(self, weights: Weights) -> None:
+        self.weights = weights
+        self.writes = 0
+
+    def read(self, _target: object) -> Weights:
+        return self.weights
+
+    def write(self, _target: object, weights: Weights) -> str:
+        self.weights, self.writes = weights, self.writes + 1
+        return f"C{self.writes}"
+
+    def insync(self, change_id: str, poll: float = 1.0) -> bool:
+        return True
+
+
+class _Copies(Reconciler):
+    """The real retreat over VirtualService copies that fail as told."""
+
+    def __init__(self, route53: _Route53Pair, failing: dict[str, BaseException]) -> None:
+        super().__init__(_runtime(route53), lambda _o, _e: None)
+        self.failing = failing
+        self.copies: dict[str, Weights] = {}
+
+    def _set_copy(  # type: ignore[override]
+        self, spec: object, namespace: str, cluster: str, weights: Weights, decided: object
+    ) -> None:
+        if cluster in self.failing:
+            raise self.failing[cluster]
+        self.copies[cluster] = weights
+
+
+def test_a_retreat_moves_route53_without_the_copy_that_does_not_answer() -> None:
+    back = Weights(even=0, odd=100)
+    route53 = _Route53Pair(Weights(even=50, odd=50))
+    gone = ClusterError("cannot update the VirtualService in cluster even: timed out")
+    reconciler = _Copies(route53, {"even": gone})
+    spec = canonical_spec()
+    pending = asyncio.run(reconciler.retreat(spec, "releases", "u1", back))
+    assert route53.weights == back and route53.writes == 1  # DNS first, without even
+    assert reconciler.copies == {"odd": back}
+    assert pending == (("even", str(gone)),)
+    assert reconciler.rt.applied.get("u1") is None  # not done while a copy is pending
+    reconciler.failing.clear()  # even answers again: only its copy is written
+    assert asyncio.run(reconciler.retreat(spec, "releases", "u1", back)) == ()
+    assert route53.writes == 1 and reconciler.copies == {"odd": back, "even": back}
+    assert reconciler.rt.applied["u1"] == back
+
+
+def test_a_retreat_raises_what_it_cannot_classify() -> None:
+    """A bug is not a cluster that does not answer: it is not parked as a pending copy."""
+    reconciler = _Copies(_Route53Pair(Weights(even=50, odd=50)), {"odd": KeyError("bug")})
+    with pytest.raises(KeyError):
+        asyncio.run(reconciler.retreat(canonical_spec(), "releases", "u1", Weights(odd=100)))
+    assert "u1" not in reconciler.rt.partial
