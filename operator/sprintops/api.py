@@ -313,6 +313,81 @@ class Metric(Model):
     """Highest passing value."""
 
 
+class EffectSize(Model):
+    """How far the new cluster's mean may move from the old one's before a significant
+    shift counts (Kayenta's effect size): ratios of the means, new / old."""
+
+    allowed_increase: Annotated[float, Field(ge=1, le=100)] = 1.0
+    """A significant rise is High only if the mean ratio is at least this (1: any rise)."""
+    allowed_decrease: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """A significant drop is Low only if the mean ratio is at most this (1: any drop)."""
+
+
+class ComparisonMetric(Model):
+    """A metric compared between the new cluster and the old one over the same time."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                f"has(self.query) || self.name in {list(BUILTIN_METRICS)!r}",
+                "spec.analysis.comparison.metrics[].query is required unless name is a "
+                f"built-in metric ({', '.join(BUILTIN_METRICS)})",
+            ),
+        )
+    )
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    """Metric name; a built-in name needs no query."""
+    query: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    """PromQL for one cluster; {{ cluster }}, {{ namespace }}, {{ service }} and
+    {{ interval }} are filled in, once per cluster."""
+    direction: Literal["increase", "decrease", "either"] | None = None
+    """Which change is a regression. Default: decrease for request-success-rate, increase
+    for request-duration-p99, either for a query."""
+    effect_size: EffectSize = EffectSize()
+    """How large a significant change must be to count."""
+    critical: bool = False
+    """A critical metric that regresses fails the round whatever the score."""
+
+
+class Comparison(Model):
+    """The new cluster judged against the old one, which serves the same traffic at the same
+    time with last sprint's build (Kayenta's NetflixACAJudge: Mann-Whitney U)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.marginal <= self.pass",
+                "spec.analysis.comparison.marginal must not be above spec.analysis.comparison.pass",
+                ".marginal",
+            ),
+        )
+    )
+
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.98
+    """Confidence of the shift's interval."""
+    pass_: Annotated[int, Field(ge=0, le=100, alias="pass")] = 95
+    """Score (percent of judged metrics that pass) at or above which the round passes."""
+    marginal: Annotated[int, Field(ge=0, le=100)] = 75
+    """Score at or above which a round that does not pass holds; below it the round fails."""
+    nan_strategy: Literal["remove", "replace"] = "remove"
+    """NaN samples are removed, or replaced by 0."""
+    remove_outliers: bool = False
+    """Drop samples beyond 1.5 IQR outside the quartiles before judging."""
+    metrics: Annotated[
+        list[ComparisonMetric],
+        Field(
+            min_length=1,
+            max_length=20,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ]
+    """The metrics compared; names are unique."""
+
+
 class PrometheusRef(Model):
     """Where the health checks are queried."""
 
@@ -356,6 +431,8 @@ class Analysis(Model):
         ),
     ] = []
     """Health checks; names are unique."""
+    comparison: Comparison | None = None
+    """The new cluster against the old one, same time, same traffic."""
 
 
 class Rollback(Model):

@@ -448,7 +448,8 @@ def _record_checks(
         seen = CheckOutcome(AVAILABLE_CHECK, None, ">= 1", "error", obs.target_error)
     outcomes = [*(obs.checks or ()), seen]
     results = [_result(spec, status, obs, o) for o in outcomes]
-    verdicts = {r.verdict for r in results}
+    # A comparison metric that is not critical only feeds the comparison's score.
+    verdicts = {r.verdict for r, o in zip(results, outcomes, strict=True) if o.counted}
     update: dict[str, object] = {
         "analysis": [*status.analysis, *results][-HISTORY:],
         "last_check_at": timestamp(obs.now),
@@ -470,10 +471,10 @@ def _result(
     verdict: Literal["pass", "fail", "hold"]
     if o.outcome == "noData":
         verdict = spec.analysis.no_data
-    elif o.outcome == "error":
-        verdict = "hold"  # Prometheus down is neither healthy nor unhealthy
-    else:
+    elif o.outcome == "pass" or o.outcome == "fail":  # noqa: PLR1714 - mypy narrows this form
         verdict = o.outcome
+    else:
+        verdict = "hold"  # Prometheus down, or a marginal comparison: neither good nor bad
     note = o.note or None
     if o.outcome == "noData":
         detail = f" ({o.note})" if o.note else ""
@@ -496,6 +497,7 @@ def _failing(status: SprintReleaseStatus, index: int) -> str:
     failed = [r for r in status.analysis if r.time == latest and r.verdict == "fail"]
     parts = [
         f"{r.metric} = {'no data' if r.value is None else f'{r.value:.4g}'} (want {r.threshold})"
+        + (f" [{r.note}]" if r.note else "")
         for r in failed
     ]
     return f"step {index + 1}: " + ", ".join(parts)

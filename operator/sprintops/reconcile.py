@@ -27,8 +27,8 @@ from sprintops.clusters import (
     Workload,
     translated,
 )
-from sprintops.durations import parse_timestamp, seconds
-from sprintops.health.prometheus import run_checks
+from sprintops.durations import parse_timestamp, seconds, timestamp
+from sprintops.health.prometheus import run_checks, run_comparison
 from sprintops.kube import merge_patch, object_path
 from sprintops.plan import (
     Action,
@@ -325,16 +325,29 @@ class Reconciler:
             workload = await self._workload(spec, namespace, target)
             return await asyncio.to_thread(workload.observe, spec.service)
 
-        drift, seen, checks = await asyncio.gather(
+        # The comparison looks at the step so far, the old cluster over the same time.
+        since = parse_timestamp(status.step_started_at or timestamp(obs.now)).timestamp()
+        previous = status.previous_cluster or api.other(target)
+        drift, seen, checks, compared = await asyncio.gather(
             asyncio.to_thread(self._drift, spec, namespace, status),
             observe_target(),
             asyncio.to_thread(
                 run_checks, self._prometheus(spec), spec, target, self._query_range(spec)
             ),
+            asyncio.to_thread(
+                run_comparison,
+                self._prometheus(spec),
+                spec,
+                (target, previous),
+                self._query_range(spec),
+                (since, obs.now.timestamp()),
+            ),
             return_exceptions=True,
         )
         if isinstance(checks, BaseException):
             raise checks
+        if isinstance(compared, BaseException):
+            raise compared
         blockers = []
         for found in (drift, seen):
             if isinstance(found, HOLDING_ERRORS):
@@ -343,7 +356,7 @@ class Reconciler:
                 raise found
         return replace(
             obs,
-            checks=tuple(checks),
+            checks=(*checks, *compared),
             target=None if isinstance(seen, BaseException) else seen,
             target_error=describe(seen) if isinstance(seen, BaseException) else None,
             drift=drift if isinstance(drift, str) else None,

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from sprintops.api import Controls, SprintReleaseStatus, Weights
 from sprintops.durations import timestamp
+from sprintops.health.checks import CheckOutcome
 from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan, route53_readback_due
 from tests.unit.world import T0, World, canonical_spec
 
@@ -395,3 +396,27 @@ def test_route53_is_read_back_once_per_step_after_its_bake() -> None:
     assert route53_readback_due(spec, status, baked, timestamp(T0 - dt.timedelta(minutes=5)))
     paused = status.model_copy(update={"phase": "Paused"})
     assert not route53_readback_due(spec, paused, baked, None)
+
+
+def test_a_comparison_metric_feeds_the_score_and_the_score_decides_the_round() -> None:
+    world = World(canonical_spec())
+    while not (world.status.step_index == 0 and world.status.step_started_at):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0.5)
+    world.now += dt.timedelta(seconds=20)
+    high = CheckOutcome("request-duration-p99 vs odd", 1.6, "x", "fail", "High", counted=False)
+
+    def round_with(*outcomes: CheckOutcome) -> SprintReleaseStatus:
+        return plan(world.spec, world.status, replace(world.observe(), checks=outcomes)).status
+
+    scored = round_with(high, CheckOutcome("comparison", 100.0, ">= 95", "pass"))
+    assert scored.consecutive_failures == 0 and scored.last_check_passed
+    assert any(r.verdict == "fail" for r in scored.analysis)  # the judgment stays on record
+    failed = round_with(high, CheckOutcome("comparison", 0.0, ">= 95", "fail", "score 0 < 75"))
+    assert failed.consecutive_failures == 1
+    marginal = round_with(CheckOutcome("comparison", 80.0, ">= 95", "hold", "marginal"))
+    assert marginal.consecutive_failures == 0 and not marginal.last_check_passed
+    critical = round_with(
+        CheckOutcome("request-duration-p99 vs odd", 1.6, "x", "fail", "High"),  # counted
+        CheckOutcome("comparison", None, ">= 95", "fail", "critical metric failed"),
+    )
+    assert critical.consecutive_failures == 1

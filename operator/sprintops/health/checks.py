@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sprintops.api import Metric
+from sprintops.api import ComparisonMetric, Metric
 
-Outcome = Literal["pass", "fail", "noData", "error"]
+Outcome = Literal["pass", "fail", "noData", "error", "hold"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
 PLACEHOLDERS = ("cluster", "namespace", "service", "interval")
@@ -24,6 +24,8 @@ class CheckOutcome:
     threshold: str
     outcome: Outcome
     note: str = ""
+    # False for a comparison metric that is not critical: it only feeds the round's score.
+    counted: bool = True
 
 
 def escape_label_value(value: str) -> str:
@@ -64,9 +66,16 @@ BUILTIN_QUERIES = {
 }
 
 
-def query_for(metric: Metric, values: dict[str, str]) -> str:
+def query_for(metric: Metric | ComparisonMetric, values: dict[str, str]) -> str:
     template = metric.query or BUILTIN_QUERIES[metric.name]
     return render(template, values)
+
+
+# Which change of a built-in metric is a regression.
+BUILTIN_DIRECTIONS: dict[str, Literal["increase", "decrease"]] = {
+    "request-success-rate": "decrease",
+    "request-duration-p99": "increase",
+}
 
 
 def threshold(metric: Metric) -> str:

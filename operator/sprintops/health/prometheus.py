@@ -8,10 +8,25 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from sprintops.api import SprintReleaseSpec
-from sprintops.health.checks import CheckOutcome, judge, query_for, threshold
+from sprintops.api import ComparisonMetric, SprintReleaseSpec
+from sprintops.durations import seconds
+from sprintops.health.checks import (
+    BUILTIN_DIRECTIONS,
+    CheckOutcome,
+    Outcome,
+    judge,
+    query_for,
+    threshold,
+)
+from sprintops.health.judge import Classification, Direction, classify, score
 
 TIMEOUT = 5.0
+OUTCOMES: dict[Classification, Outcome] = {
+    "Pass": "pass",
+    "High": "fail",
+    "Low": "fail",
+    "NoData": "noData",
+}
 
 
 class PrometheusError(Exception):
@@ -19,8 +34,22 @@ class PrometheusError(Exception):
 
 
 def instant_query(base_url: str, promql: str, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
-    url = f"{base_url.rstrip('/')}/api/v1/query"
-    data = urllib.parse.urlencode({"query": promql}).encode()
+    return _query(base_url, "query", {"query": promql}, "vector", timeout)
+
+
+def range_query(
+    base_url: str, promql: str, start: float, end: float, step: float, *, timeout: float = TIMEOUT
+) -> list[dict[str, Any]]:
+    """A range query: one series per label set, each a list of [time, "value"]."""
+    params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+    return _query(base_url, "query_range", params, "matrix", timeout)
+
+
+def _query(
+    base_url: str, endpoint: str, params: dict[str, str], kind: str, timeout: float
+) -> list[dict[str, Any]]:
+    url = f"{base_url.rstrip('/')}/api/v1/{endpoint}"
+    data = urllib.parse.urlencode(params).encode()
     try:
         with urllib.request.urlopen(url, data=data, timeout=timeout) as response:
             body = json.load(response)
@@ -31,22 +60,26 @@ def instant_query(base_url: str, promql: str, timeout: float = TIMEOUT) -> list[
         raise PrometheusError(f"unreachable ({type(exc).__name__}: {exc})") from None
     if body.get("status") != "success":
         raise PrometheusError(f"{body.get('errorType')}: {body.get('error')}")
-    if body["data"]["resultType"] != "vector":
-        raise PrometheusError(f"expected an instant vector, got {body['data']['resultType']}")
+    if body["data"]["resultType"] != kind:
+        raise PrometheusError(f"expected a {kind}, got {body['data']['resultType']}")
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
+
+
+def _values(spec: SprintReleaseSpec, cluster: str, query_range: str) -> dict[str, str]:
+    return {
+        "cluster": cluster,
+        "namespace": spec.service.namespace,
+        "service": spec.service.name,
+        "interval": query_range,
+    }
 
 
 def run_checks(
     base_url: str, spec: SprintReleaseSpec, cluster: str, query_range: str
 ) -> list[CheckOutcome]:
     """One round: every metric of the release, on the new cluster."""
-    values = {
-        "cluster": cluster,
-        "namespace": spec.service.namespace,
-        "service": spec.service.name,
-        "interval": query_range,
-    }
+    values = _values(spec, cluster, query_range)
     out = []
     for metric in spec.analysis.metrics:
         try:
@@ -54,3 +87,88 @@ def run_checks(
         except (PrometheusError, ValueError) as exc:
             out.append(CheckOutcome(metric.name, None, threshold(metric), "error", str(exc)))
     return out
+
+
+def _series(result: list[dict[str, Any]]) -> dict[float, float]:
+    """One series' samples by time; several series (a query that does not aggregate) or
+    none give nothing to compare."""
+    if len(result) != 1:
+        return {}
+    return {float(t): float(v) for t, v in result[0]["values"]}
+
+
+def run_comparison(
+    base_url: str,
+    spec: SprintReleaseSpec,
+    clusters: tuple[str, str],
+    query_range: str,
+    window: tuple[float, float],
+) -> list[CheckOutcome]:
+    """The new cluster against the old one over `window` (the step so far): per metric, the
+    two series at the same times, judged; then the round's score. Empty without a
+    comparison in the spec."""
+    comparison = spec.analysis.comparison
+    if comparison is None:
+        return []
+    new, old = clusters
+    start, end = window
+    # Two samples per check interval: a one-minute step at 10 s gives a dozen per cluster.
+    step = max(1.0, seconds(spec.analysis.interval) / 2)
+    judgments, out = [], []
+    for metric in comparison.metrics:
+        direction: Direction = metric.direction or BUILTIN_DIRECTIONS.get(metric.name) or "either"
+        limit = f"no significant {direction} beyond x{_allowed(metric, direction)}"
+        try:
+            by_cluster = [
+                _series(
+                    range_query(
+                        base_url,
+                        query_for(metric, _values(spec, c, query_range)),
+                        start,
+                        end,
+                        step,
+                    )
+                )
+                for c in (new, old)
+            ]
+        except (PrometheusError, ValueError) as exc:
+            out.append(CheckOutcome(f"{metric.name} vs {old}", None, limit, "error", str(exc)))
+            continue
+        times = sorted(by_cluster[0].keys() & by_cluster[1].keys())
+        judged = classify(
+            metric.name,
+            [by_cluster[0][t] for t in times],
+            [by_cluster[1][t] for t in times],
+            direction=direction,
+            allowed_increase=metric.effect_size.allowed_increase,
+            allowed_decrease=metric.effect_size.allowed_decrease,
+            critical=metric.critical,
+            confidence=comparison.confidence,
+            nan_strategy=comparison.nan_strategy,
+            remove_outliers=comparison.remove_outliers,
+        )
+        judgments.append(judged)
+        out.append(
+            CheckOutcome(
+                f"{metric.name} vs {old}",
+                judged.ratio,
+                limit,
+                OUTCOMES[judged.classification],
+                judged.describe(comparison.confidence),
+                counted=metric.critical,
+            )
+        )
+    if len(judgments) == len(comparison.metrics):  # a Prometheus error holds the round
+        verdict = score(judgments, comparison.pass_, comparison.marginal)
+        want = f"score >= {comparison.pass_} (hold >= {comparison.marginal})"
+        out.append(CheckOutcome("comparison", verdict.score, want, verdict.outcome, verdict.reason))
+    return out
+
+
+def _allowed(metric: ComparisonMetric, direction: str) -> str:
+    size = metric.effect_size
+    if direction == "increase":
+        return f"{size.allowed_increase:g}"
+    if direction == "decrease":
+        return f"{size.allowed_decrease:g}"
+    return f"{size.allowed_decrease:g}..{size.allowed_increase:g}"
