@@ -227,7 +227,29 @@ def route53_readback_due(
 
 def paused_by_request(requests: Controls) -> bool:
     """Pause and resume are level-triggered: the newer of the two tokens wins."""
-    return requests.pause is not None and (requests.resume or "") < requests.pause
+    return requests.pause is not None and not newer(requests.resume, requests.pause)
+
+
+def newer(token: str | None, than: str | None) -> bool:
+    """Whether a request token is newer than another token or time. Tokens are RFC 3339
+    times (any offset), optionally with a suffix after "/" for requests in one instant;
+    one that is not a time compares as text."""
+    if token is None:
+        return False
+    if than is None:
+        return True
+    a, b = _token_time(token), _token_time(than)
+    if a is None or b is None or a == b:
+        return token > than
+    return a > b
+
+
+def _token_time(token: str) -> dt.datetime | None:
+    try:
+        moment = parse_timestamp(token.split("/", 1)[0])
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _take_requests(
@@ -297,6 +319,16 @@ def _pending(status: SprintReleaseStatus, obs: Observations, reason: str, why: s
 
 def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
     target = _target(status)
+    paused = paused_by_request(obs.requests)
+    if status.paused_at is not None and not paused:
+        # The deadline's clock stood still while a person held the release: it starts again.
+        status = status.model_copy(
+            update={
+                "paused_at": None,
+                "pause_reason": None,
+                "deploy_started_at": timestamp(obs.now),
+            }
+        )
     # This sprint, applied from this spec: an edit's template must be the one Available.
     ours = (
         obs.target is not None
@@ -304,11 +336,18 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
         and obs.target.spec_hash == status.spec_hash
     )
     if ours and obs.target is not None and obs.target.available:
-        if paused_by_request(obs.requests):
+        if paused:
             why = f"Deployment Available in {target}; paused by request before the first step"
-            if status.message == why:
+            if status.message == why and status.paused_at is not None:
                 return Plan(status, (), PAUSED_POLL)
-            return Plan(status.model_copy(update={"message": why}), (), PAUSED_POLL)
+            held = status.model_copy(
+                update={
+                    "message": why,
+                    "paused_at": status.paused_at or timestamp(obs.now),
+                    "pause_reason": "PausedByRequest",
+                }
+            )
+            return Plan(held, (), PAUSED_POLL)
         weights = Weights.split(target, spec.traffic.steps[0])
         why = f"Deployment Available in {target}; moving to step 1/{len(spec.traffic.steps)}"
         progressing = _transition(status, obs, "Progressing", why, "Stepping").model_copy(
@@ -528,11 +567,11 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
     elif status.paused_at is None:  # paused by an operator that did not record the pause:
         # its failing round is the last check
         since = status.last_check_at or (progressing.last_transition_time if progressing else "")
-        resume = (resume_token or "") > (since or "")
+        resume = newer(resume_token, since or None)
     else:  # a new token, and newer than the pause
         seen = (status.controls or Controls()).resume
         resume = resume_token is not None and resume_token != seen
-        resume = resume and (resume_token or "") > status.paused_at
+        resume = resume and newer(resume_token, status.paused_at)
     if not resume:
         return Plan(status, (), PAUSED_POLL)
     step = f"{(status.step_index or 0) + 1}/{len(spec.traffic.steps)}"
@@ -630,7 +669,10 @@ def _rolling_back(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
     done = _transition(status, obs, "RolledBack", why, reason).model_copy(
         update={"pending_copies": [], "target_weight": 0}
     )
-    if reason != "Aborted" and status.spec_hash not in (None, rollout_hash(spec)):
+    edited = obs.generation > (status.observed_generation or obs.generation) or (
+        status.spec_hash not in (None, rollout_hash(spec))
+    )
+    if reason != "Aborted" and edited:
         # Edited during the rollback: the edit is a retry, taken once traffic is back (an
         # abort means stop: it cancels the retry).
         done = done.model_copy(update={"observed_generation": status.observed_generation})
@@ -648,7 +690,9 @@ def _redeploy(
     """An edit before any traffic moved: the new template is applied, and the Deployment
     must become Available with it before the first step."""
     why = f"spec changed while deploying (generation {obs.generation}): applying it"
-    changed = status.model_copy(update={"spec_hash": digest, "message": why})
+    changed = status.model_copy(  # the new template gets the whole deadline
+        update={"spec_hash": digest, "message": why, "deploy_started_at": timestamp(obs.now)}
+    )
     return Plan(changed, (Emit("Normal", "SpecChanged", why), Deploy(_target(status))), POLL)
 
 
@@ -658,7 +702,8 @@ def _spec_changed(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
     if status.phase == "Succeeded":
         why = "spec changed after success; nothing to do (a new sprint is a new SprintRelease)"
         seen = status.model_copy(update={"observed_generation": obs.generation, "message": why})
-        return Plan(seen, (Emit("Normal", "SpecChangedAfterSuccess", why),))
+        # Looked at again at once: a scale-down may still be due.
+        return Plan(seen, (Emit("Normal", "SpecChangedAfterSuccess", why),), 0)
     why = f"spec changed (generation {obs.generation}): retrying sprint {spec.sprint}"
     return _start_over(status, obs, "Retrying", why)
 
@@ -725,7 +770,8 @@ def _held(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observation
     since = status.blocked_since or timestamp(obs.now)
     blocked_for = (obs.now - parse_timestamp(since)).total_seconds()
     phase = status.phase
-    if phase in (None, "Pending", "Deploying", "Progressing"):
+    held_by_a_person = phase == "Deploying" and paused_by_request(obs.requests)
+    if phase in (None, "Pending", "Deploying", "Progressing") and not held_by_a_person:
         start = since
         if phase == "Progressing":
             start = status.step_started_at or since

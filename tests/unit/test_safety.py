@@ -433,3 +433,96 @@ def test_a_rollback_with_a_retry_pending_asks_for_another_look() -> None:
     world.reachable["even"], world.health = True, "pass"
     world.run()  # stops only when a plan asks for no further look
     assert world.status.phase == "Succeeded", world.status.message
+
+
+# --- Found by the third attack round (edits in Deploying and RollingBack, pauses, tokens).
+
+
+def _paused_before_the_first_step(world: World) -> None:
+    world.requests = world.requests.model_copy(update={"pause": _token(world, 1)})
+    _until(world, lambda w: "paused by request before the first step" in (w.status.message or ""))
+    assert world.status.phase == "Deploying"
+
+
+def test_a_long_pause_before_the_first_step_then_an_edit_gets_a_whole_deadline() -> None:
+    world = World(canonical_spec())
+    _paused_before_the_first_step(world)
+    world.now += dt.timedelta(minutes=11)  # past progressDeadline 10m
+    world.reconcile()
+    world.edit(service__template__metadata__labels__rev="2")
+    for _ in range(5):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0.5)
+    assert world.status.phase == "Deploying", world.status.message
+    assert world.deployed_hash == world.status.spec_hash  # the new template, waiting
+
+
+def test_a_blip_while_paused_before_the_first_step_does_not_fail_the_release() -> None:
+    world = World(canonical_spec())
+    _paused_before_the_first_step(world)
+    world.now += dt.timedelta(minutes=11)
+    world.reachable["even"] = False
+    world.blocker = "cannot read the Deployment in cluster even"
+    world.now += dt.timedelta(seconds=world.reconcile() or 5)
+    assert world.status.phase == "Deploying", world.status.message
+    world.blocker, world.reachable["even"] = None, True
+    world.requests = world.requests.model_copy(update={"resume": _token(world, 2)})
+    world.run()
+    assert world.status.phase == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"rollback__automatic": False},
+        {"clusters__even__kubeconfigSecretRef__name": "cluster-even-v2"},
+        {"service__template__metadata__labels__rev": "2"},
+    ],
+)
+def test_any_edit_during_a_rollback_is_retried_after_it(edit: dict[str, object]) -> None:
+    """An edit outside the rollout hash (the Secret of the cluster that broke, say) was
+    dropped if it landed during the rollback, and retried if it landed just after."""
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    world.reachable["even"] = False
+    world.health = "fail"
+    _until(world, lambda w: w.status.pending_copies == ["even"])
+    world.edit(**edit)
+    for _ in range(3):
+        world.now += dt.timedelta(seconds=world.reconcile() or 1)
+    world.reachable["even"], world.health = True, "pass"
+    world.run(limit=2000, max_wait=60)
+    assert world.status.phase == "Succeeded"
+    assert any(e.reason == "Retrying" for e in world.events)
+    assert world.status.observed_generation == world.generation
+
+
+def test_an_edit_after_success_still_scales_down() -> None:
+    world = World(canonical_spec(idle__scaleDownAfter="2m"))
+    _until(world, lambda w: w.status.phase == "Succeeded")
+    assert not world.scaled_down
+    world.edit(service__template__metadata__labels__rev="2")
+    assert world.reconcile() is not None  # nothing pending would stop the daemon's clock
+    world.now += dt.timedelta(minutes=3)
+    world.run()
+    assert world.scaled_down and world.status.scaled_down_at
+
+
+def test_request_tokens_are_compared_as_times_whatever_their_offset() -> None:
+    world = World(canonical_spec())
+    _at_step(world, 0)
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    world.requests = world.requests.model_copy(
+        update={"pause": world.now.astimezone(berlin).isoformat(timespec="seconds")}
+    )
+    _until(world, lambda w: w.status.phase == "Paused")
+    world.now += dt.timedelta(minutes=30)
+    world.requests = world.requests.model_copy(update={"resume": timestamp(world.now)})
+    _until(world, lambda w: w.status.phase == "Progressing")
+    checks_failed = World(canonical_spec(rollback__automatic=False), health="fail")
+    _until(checks_failed, lambda w: w.status.phase == "Paused")
+    checks_failed.health = "pass"
+    checks_failed.now += dt.timedelta(minutes=10)
+    new_york = dt.timezone(dt.timedelta(hours=-5))
+    resume = checks_failed.now.astimezone(new_york).isoformat(timespec="seconds")
+    checks_failed.requests = checks_failed.requests.model_copy(update={"resume": resume})
+    _until(checks_failed, lambda w: w.status.phase == "Progressing")

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from sprintops.api import CLUSTERS, TERMINAL_PHASES, Cluster, Weights
 from sprintops.durations import timestamp
-from sprintops.plan import rollout_hash
+from sprintops.plan import plan, rollout_hash
 from tests.unit.world import World, canonical_spec
 
 settings.register_profile(
@@ -151,6 +151,41 @@ class Release(RuleBasedStateMachine):
             self.world.edit(analysis__failureLimit=1 + extra % 5)
         self._step()
 
+    @rule(what=st.sampled_from(["automatic", "idle", "secret", "revert"]))
+    def spec_is_edited_outside_the_rollout(self, what: str) -> None:
+        """Fields the rollout hash leaves out; an edit and its revert is still an edit."""
+        world = self.world
+        if what == "automatic":
+            world.edit(rollback__automatic=not world.spec.rollback.automatic)
+        elif what == "idle":
+            world.edit(idle__scaleDownAfter="3m")
+        elif what == "secret":
+            world.edit(clusters__even__kubeconfigSecretRef__name=f"cluster-even-{self.tokens}")
+            self.tokens += 1
+        else:
+            world.edit(service__template__metadata__labels__rev="r")
+            world.edit(service__template__metadata__labels__rev="0")
+        self._step()
+
+    @rule(verb=st.sampled_from(["pause", "resume", "abort", "promote"]))
+    def edit_and_request_in_one_look(self, verb: str) -> None:
+        self.world.edit(service__template__metadata__labels__rev=str(self.tokens))
+        self.world.requests = self.world.requests.model_copy(update={verb: self._token()})
+        self._step()
+
+    @rule(done=st.integers(0, 3))
+    def crash_between_actions(self, done: int) -> None:
+        """Status written, some of its actions taken, then the operator dies."""
+        world = self.world
+        result = plan(world.spec, world.status, world.observe())
+        if result.status != world.status:
+            world._write(result.status)
+        for action in result.actions[:done]:
+            world._run(action)
+            world.check()
+        world.crash()
+        self._step()
+
     @rule()
     def newer_release_appears(self) -> None:
         self.world.successor = "releases/next-sprint"
@@ -163,6 +198,7 @@ class Release(RuleBasedStateMachine):
         # The world calms down: the release must end, where its history says it may.
         world.reachable = {c: True for c in CLUSTERS}
         world.blocker, world.fail_next_set_weights, world.health = None, False, "pass"
+        world.lost_availability = False
         world.requests = world.requests.model_copy(update={"resume": self._token()})
         world.run(limit=1000, max_wait=60.0)
         status = world.status
@@ -171,6 +207,7 @@ class Release(RuleBasedStateMachine):
             assert world.deployed_sprint is None
             return
         assert status.phase in TERMINAL_PHASES, status
+        assert (status.observed_generation or 0) == world.generation, status
         target = status.target_cluster
         assert target is not None
         previous: Cluster = "odd" if target == "even" else "even"

@@ -202,7 +202,23 @@ class World:
         for action in result.actions:
             self._run(action)
             self.check()
+        if result.requeue_after is None:
+            self._nothing_pending()
         return result.requeue_after
+
+    def _nothing_pending(self) -> None:
+        """None means the daemon sleeps until the object changes: nothing may be left to do."""
+        s = self.status
+        if s.phase not in TERMINAL_PHASES:
+            raise InvariantBroken(f"nothing pending in phase {s.phase}")
+        if (s.observed_generation or 0) < self.generation:
+            raise InvariantBroken(f"an edit (generation {self.generation}) left unobserved")
+        if (
+            s.phase == "Succeeded"
+            and s.scale_down_at
+            and not (s.scaled_down_at or s.scale_down_skipped)
+        ):
+            raise InvariantBroken(f"nothing pending with a scale-down due at {s.scale_down_at}")
 
     def run(self, limit: int = 500, max_wait: float = 3600.0) -> None:
         for _ in range(limit):
