@@ -325,6 +325,18 @@ def simulate(layout: Layout, *specs: SprintReleaseSpec) -> None:
             "route53": spec.traffic.route53.model_dump(by_alias=True, exclude_none=True),
         }
     config["routes"] = list(routes.values())
+    _write_simulator_config(layout, config)
+
+
+def incident(layout: Layout, error_rate: float) -> None:
+    """An error rate that every service in both clusters shares: a bad hour, not a bad
+    build (0 ends it)."""
+    config = json.loads(layout.simulator_config.read_text())
+    config["incident_error_rate"] = error_rate
+    _write_simulator_config(layout, config)
+
+
+def _write_simulator_config(layout: Layout, config: dict[str, Any]) -> None:
     tmp = layout.simulator_config.with_suffix(".tmp")
     tmp.write_text(json.dumps(config, indent=2))
     tmp.replace(layout.simulator_config)

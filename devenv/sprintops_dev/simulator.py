@@ -2,8 +2,9 @@
 
 Per service, the request rate of each cluster follows the service's live Route 53 weights;
 its error rate and latency come from the `sim.sprintops.io/*` annotations on the pod template
-of the Deployment running there. A cluster that gets traffic without an Available Deployment
-answers 503. Prometheus scrapes the result.
+of the Deployment running there, with log-normal noise per tick, plus an environment-wide
+`incident_error_rate` from the config. A cluster that gets traffic without an Available
+Deployment answers 503. Prometheus scrapes the result.
 
 Run: python -m sprintops_dev.simulator CONFIG.json
 CONFIG: {"port", "kubeconfig", "routes": [{service, namespace, route53: <spec.traffic.route53>}]}
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import sys
 import threading
 import time
@@ -41,6 +43,8 @@ BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
 # How a cluster's latency spreads around its configured value: (share of requests, factor).
 SPREAD = ((0.5, 0.8), (0.49, 1.2), (0.01, 2.0))
 UNAVAILABLE_LATENCY_MS = 1.0
+# Spread (sigma of a log-normal factor) of the error rate per tick; latency gets half.
+NOISE = 0.2
 
 log = logging.getLogger("sprintops.simulator")
 
@@ -64,11 +68,15 @@ class Traffic(Collector):
         self.buckets: dict[Key, list[float]] = {}
         self.sums: dict[Key, float] = defaultdict(float)
 
-    def add(self, key: Key, count: float, backend: Backend) -> None:
+    def add(self, key: Key, count: float, backend: Backend, incident: float = 0.0) -> None:
+        """`incident`: an error rate every backend shares (a bad hour, not a bad build)."""
         if count <= 0:
             return
         if backend.available:
-            errors, code_err, latency = count * backend.error_rate, "500", backend.latency_ms
+            # Real metrics are noisy: a comparison must tell a shift from the noise.
+            rate = (backend.error_rate + incident) * random.lognormvariate(0, NOISE)
+            latency = backend.latency_ms * random.lognormvariate(0, NOISE / 2)
+            errors, code_err = count * min(rate, 1.0), "500"
         else:
             errors, code_err, latency = count, "503", UNAVAILABLE_LATENCY_MS
         with self.lock:
@@ -140,13 +148,15 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
 
     weights: dict[tuple[str, str], dict[str, int]] = {}
     backends: dict[str, dict[tuple[str, str], Backend]] = {c: {} for c in CLUSTERS}
-    last_poll, last_tick = 0.0, time.monotonic()
+    last_poll, last_tick, incident = 0.0, time.monotonic(), 0.0
     while True:
         now = time.monotonic()
         if now - last_poll >= poll_seconds:
             last_poll = now
             try:
-                routes: list[dict[str, Any]] = json.loads(config_path.read_text())["routes"]
+                current = json.loads(config_path.read_text())
+                routes: list[dict[str, Any]] = current["routes"]
+                incident = float(current.get("incident_error_rate", 0.0))
                 # Route 53 before the backends: weights the operator wrote only after a
                 # Deployment was Available must not meet an older view of that Deployment.
                 # One listing per hosted zone, however many services it serves.
@@ -167,7 +177,7 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
             for cluster in CLUSTERS:
                 count = REQUESTS_PER_SECOND * elapsed * split[cluster] / total
                 backend = backends[cluster].get((ns, svc), Backend(False, 1.0, 0.0))
-                traffic.add((cluster, ns, svc), count, backend)
+                traffic.add((cluster, ns, svc), count, backend, incident)
         time.sleep(tick_seconds)
 
 
