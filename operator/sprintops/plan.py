@@ -46,7 +46,7 @@ from sprintops.api import (
     parity_cluster,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
-from sprintops.health.checks import CheckOutcome
+from sprintops.health.checks import COMPARISON_CHECK, VERSUS, CheckOutcome
 
 BLOCKED_RETRY = 5.0
 BLOCKED_RETRY_MAX = 30.0
@@ -146,6 +146,31 @@ class Plan:
 
 
 def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
+    result = _plan(spec, status, obs)
+    compared = _compared(status, result.status)
+    if compared is None:
+        return result
+    return Plan(result.status, (*result.actions, compared), result.requeue_after)
+
+
+def _compared(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | None:
+    """An Event when a round's comparison verdict differs from the last one's, with every
+    judgment of that round: estimate, interval, classification and score."""
+    if after.last_check_at is None or after.last_check_at == before.last_check_at:
+        return None
+    latest = [r for r in after.analysis if r.time == after.last_check_at]
+    verdict = next((r for r in latest if r.metric == COMPARISON_CHECK), None)
+    if verdict is None:
+        return None
+    previous = next((r for r in reversed(before.analysis) if r.metric == COMPARISON_CHECK), None)
+    if previous is not None and previous.verdict == verdict.verdict:
+        return None
+    judged = "; ".join(r.note or r.metric for r in latest if VERSUS in r.metric)
+    why = f"comparison {verdict.verdict}: {verdict.note or ''}; {judged}"[:1000]
+    return Emit("Normal" if verdict.verdict == "pass" else "Warning", "Compared", why)
+
+
+def _plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
     if obs.fatal is not None and status.phase not in TERMINAL_PHASES:
         return _fatal(spec, status, obs, obs.fatal)
     if status.phase in TERMINAL_PHASES:

@@ -239,6 +239,30 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         f"{METRICS}[1]",
         "Duplicate value",
     ),
+    (
+        "comparison-marginal-above-pass",
+        _set(
+            f"{ANALYSIS}.comparison",
+            {"pass": 80, "marginal": 90, "metrics": [{"name": "request-success-rate"}]},
+        ),
+        f"{ANALYSIS}.comparison.marginal",
+        "must not be above spec.analysis.comparison.pass",
+    ),
+    (
+        "comparison-custom-metric-without-query",
+        _set(f"{ANALYSIS}.comparison", {"metrics": [{"name": "queue-depth"}]}),
+        f"{ANALYSIS}.comparison.metrics[0]",
+        "query is required",
+    ),
+    (
+        "comparison-effect-size-below-one",
+        _set(
+            f"{ANALYSIS}.comparison",
+            {"metrics": [{"name": "request-duration-p99", "effectSize": {"allowedIncrease": 0.5}}]},
+        ),
+        f"{ANALYSIS}.comparison.metrics[0].effectSize.allowedIncrease",
+        ">= 1",
+    ),
     ("clusters-even-missing", _delete("spec.clusters.even"), "spec.clusters.even", "Required"),
     ("clusters-odd-missing", _delete("spec.clusters.odd"), "spec.clusters.odd", "Required"),
     (

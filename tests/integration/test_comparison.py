@@ -11,7 +11,7 @@ import pytest
 from sprintops import api
 from sprintops.api import SprintReleaseSpec
 from sprintops_dev import environment
-from tests.integration.conftest import Env, Operator, wait_phase
+from tests.integration.conftest import Env, Operator, wait_events, wait_phase
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 LATENCY = "sim.sprintops.io/latency-ms"
@@ -51,6 +51,9 @@ def test_the_comparison_catches_what_thresholds_miss(
     assert "High: shift +" in status["message"] and "mean ratio" in status["message"]
     judged = [r for r in status["analysis"] if r["metric"] == "comparison"]
     assert judged and judged[-1]["verdict"] == "fail", judged
+    events = wait_events(env, name, lambda es: any(e.reason == "Compared" for e in es))
+    failed = [e.message for e in events if e.reason == "Compared" and e.type == "Warning"]
+    assert any("request-duration-p99: High" in m for m in failed), failed
 
 
 @pytest.fixture

@@ -8,7 +8,15 @@ from dataclasses import replace
 from sprintops.api import Controls, SprintReleaseStatus, Weights
 from sprintops.durations import timestamp
 from sprintops.health.checks import CheckOutcome
-from sprintops.plan import Deploy, Emit, Observations, SetWeights, plan, route53_readback_due
+from sprintops.plan import (
+    Deploy,
+    Emit,
+    Observations,
+    Plan,
+    SetWeights,
+    plan,
+    route53_readback_due,
+)
 from tests.unit.world import T0, World, canonical_spec
 
 
@@ -420,3 +428,30 @@ def test_a_comparison_metric_feeds_the_score_and_the_score_decides_the_round() -
         CheckOutcome("comparison", None, ">= 95", "fail", "critical metric failed"),
     )
     assert critical.consecutive_failures == 1
+
+
+def test_a_change_of_the_comparison_verdict_is_an_event_naming_every_judgment() -> None:
+    world = World(canonical_spec())
+    while not (world.status.step_index == 0 and world.status.step_started_at):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0.5)
+    judged = "request-duration-p99: High: shift +150 [+140, +160] at 98%, mean ratio 2.47"
+
+    def round_with(verdict: str, note: str) -> Plan:
+        world.now += dt.timedelta(seconds=10)
+        outcomes = (
+            CheckOutcome("request-duration-p99 vs odd", 2.47, "x", "fail", judged, counted=False),
+            CheckOutcome("comparison", 0.0, ">= 95", verdict, note),  # type: ignore[arg-type]
+        )
+        result = plan(world.spec, world.status, replace(world.observe(), checks=outcomes))
+        world.status = result.status
+        return result
+
+    first = round_with("hold", "score 80 is marginal")
+    events = [a for a in first.actions if isinstance(a, Emit) and a.reason == "Compared"]
+    assert len(events) == 1 and events[0].type == "Warning"
+    assert "comparison hold: score 80 is marginal" in events[0].message
+    assert judged in events[0].message
+    same = round_with("hold", "score 80 is marginal")
+    assert not [a for a in same.actions if isinstance(a, Emit) and a.reason == "Compared"]
+    worse = round_with("fail", "score 0 < 75")
+    assert [a.message for a in worse.actions if isinstance(a, Emit) and a.reason == "Compared"]

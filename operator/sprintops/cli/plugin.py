@@ -235,12 +235,13 @@ def cmd_history(s: Session, args: argparse.Namespace, console: Console) -> int:
         _emit(rows, args.output, console)
         return EXIT_OK
     table = Table(box=None)
-    for column in ("TIME", "STEP", "METRIC", "VALUE", "THRESHOLD", "VERDICT"):
+    for column in ("TIME", "STEP", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "NOTE"):
         table.add_column(column)
     for r in rows:
         value = "-" if r.get("value") is None else f"{r['value']:.4g}"
         step = "-" if r.get("stepIndex") is None else str(r["stepIndex"] + 1)
-        table.add_row(r["time"], step, r["metric"], value, r["threshold"], r["verdict"])
+        note = r.get("note") or ""  # a comparison's judgment: estimate, interval, score
+        table.add_row(r["time"], step, r["metric"], value, r["threshold"], r["verdict"], note)
     console.print(table)
     return EXIT_OK
 

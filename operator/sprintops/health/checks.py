@@ -11,6 +11,10 @@ from sprintops.api import ComparisonMetric, Metric
 
 Outcome = Literal["pass", "fail", "noData", "error", "hold"]
 
+# The comparison's results: one per metric ("<metric> vs <old cluster>"), then the score.
+COMPARISON_CHECK = "comparison"
+VERSUS = " vs "
+
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
 PLACEHOLDERS = ("cluster", "namespace", "service", "interval")
 

@@ -12,6 +12,8 @@ from sprintops.api import ComparisonMetric, SprintReleaseSpec
 from sprintops.durations import seconds
 from sprintops.health.checks import (
     BUILTIN_DIRECTIONS,
+    COMPARISON_CHECK,
+    VERSUS,
     CheckOutcome,
     Outcome,
     judge,
@@ -132,7 +134,7 @@ def run_comparison(
                 for c in (new, old)
             ]
         except (PrometheusError, ValueError) as exc:
-            out.append(CheckOutcome(f"{metric.name} vs {old}", None, limit, "error", str(exc)))
+            out.append(CheckOutcome(f"{metric.name}{VERSUS}{old}", None, limit, "error", str(exc)))
             continue
         times = sorted(by_cluster[0].keys() & by_cluster[1].keys())
         judged = classify(
@@ -150,7 +152,7 @@ def run_comparison(
         judgments.append(judged)
         out.append(
             CheckOutcome(
-                f"{metric.name} vs {old}",
+                f"{metric.name}{VERSUS}{old}",
                 judged.ratio,
                 limit,
                 OUTCOMES[judged.classification],
@@ -161,7 +163,9 @@ def run_comparison(
     if len(judgments) == len(comparison.metrics):  # a Prometheus error holds the round
         verdict = score(judgments, comparison.pass_, comparison.marginal)
         want = f"score >= {comparison.pass_} (hold >= {comparison.marginal})"
-        out.append(CheckOutcome("comparison", verdict.score, want, verdict.outcome, verdict.reason))
+        out.append(
+            CheckOutcome(COMPARISON_CHECK, verdict.score, want, verdict.outcome, verdict.reason)
+        )
     return out
 
 
