@@ -12,7 +12,7 @@ def test_bench_smoke(env: Env, operator: Operator) -> None:
     operator.stop()  # the bench brings its own operator
     try:
         overhead = bench.step_overhead(env.layout, runs=1)
-        fleet = bench.fleet_100(env.layout, count=3, runs=1, pending=2)
+        fleet = bench.fleet_100(env.layout, count=3, runs=1, pending=1)
     finally:
         operator.start()
     assert overhead["overhead_ms_operator"]["n"] == 2  # two step transitions per release

@@ -15,7 +15,7 @@ from tests.integration.conftest import Env, Operator, wait_events, wait_phase
 
 ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 LATENCY = "sim.sprintops.io/latency-ms"
-PACE = {"analysis__bakeTime": "12s", "analysis__interval": "2s"}
+PACE = {"analysis__bakeTime": "6s", "analysis__interval": "2s"}
 
 
 def _comparison(metric: str, **extra: Any) -> dict[str, Any]:

@@ -98,25 +98,6 @@ def test_prometheus_down_holds_then_resumes(
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
 
 
-def test_prometheus_down_rolls_back_at_the_progress_deadline(
-    env: Env, operator: Operator, release_of: ReleaseOf
-) -> None:
-    doc, spec = release_of("prom-deadline", analysis__progressDeadline="20s")
-    name = doc["metadata"]["name"]
-    env.create(doc)
-    first_step_started(env, name)
-    environment.stop_prometheus(env.state)
-    try:
-        obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=60)
-    finally:
-        environment.start_prometheus(env.layout, env.state)
-    status = obj["status"]
-    assert status["phase"] == "RolledBack", status
-    assert "did not pass its checks within 20s" in status["message"]
-    assert status["consecutiveFailures"] == 0  # held, never failed
-    assert env.route53().read(spec.traffic.route53) == ODD_LIVE
-
-
 def test_hostile_label_value_cannot_escape_its_quotes(env: Env) -> None:
     template = 'sum(istio_requests_total{destination_workload="{{ service }}"})'
     hostile = 'x"}) or vector(42) or sum(istio_requests_total{destination_workload="y'

@@ -107,6 +107,7 @@ def test_a_hung_prometheus_holds_then_rolls_back_past_the_deadline(
         assert held["phase"] == "Progressing" and held["stepIndex"] == 0, held
         obj = wait_phase(env, name, {"RollingBack", "RolledBack"}, timeout=60)
     assert obj["status"]["stepIndex"] == 0  # never moved on without a passing check
+    assert obj["status"]["consecutiveFailures"] == 0  # held, never failed
     obj = wait_phase(env, name, {"RolledBack"}, timeout=30)
     assert "within 20s" in obj["status"]["message"], obj["status"]["message"]
     assert env.route53().read(spec.traffic.route53) == ODD_LIVE
@@ -303,7 +304,8 @@ def test_two_secrets_reaching_the_live_cluster_are_refused(
 def test_deleting_a_release_in_flight_rolls_it_back_first(
     env: Env, operator: Operator, release_of: ReleaseOf
 ) -> None:
-    doc, spec = release_of("delete-in-flight", analysis__bakeTime="30s")
+    # Long enough a bake to delete at 50%, short enough to get there quickly.
+    doc, spec = release_of("delete-in-flight", analysis__bakeTime="8s")
     name = doc["metadata"]["name"]
     env.create(doc)
     wait_status(env, name, lambda s: s.get("stepIndex") == 1 and bool(s.get("stepStartedAt")))

@@ -6,7 +6,7 @@ import math
 import statistics
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -17,6 +17,7 @@ samples = st.lists(st.floats(0.1, 1000, allow_nan=False), min_size=3, max_size=4
 counts = st.lists(st.integers(1, 500).map(float), min_size=3, max_size=30)
 
 
+@settings(max_examples=50)
 @given(samples, samples)
 def test_u_and_p_value_are_scipys(new: list[float], old: list[float]) -> None:
     ours = mann_whitney(new, old, 0.98)
@@ -30,6 +31,7 @@ def test_u_and_p_value_are_scipys(new: list[float], old: list[float]) -> None:
         assert ours.p_value == pytest.approx(theirs.pvalue, abs=1e-9)
 
 
+@settings(max_examples=50)
 @given(samples, samples, st.sampled_from([0.9, 0.95, 0.98, 0.99]))
 def test_estimate_and_interval_are_the_pairwise_differences(
     new: list[float], old: list[float], confidence: float

@@ -1,4 +1,4 @@
-"""The Prometheus HTTP API: instant queries for one check round."""
+"""The Prometheus HTTP API: a check round's instant queries and a comparison's range queries."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sprintops.api import ComparisonMetric, SprintReleaseSpec
+from sprintops.api import ComparisonMetric, Metric, SprintReleaseSpec
 from sprintops.durations import seconds
 from sprintops.health.checks import (
     BUILTIN_DIRECTIONS,
@@ -23,6 +24,7 @@ from sprintops.health.checks import (
 from sprintops.health.judge import Classification, Direction, classify, score
 
 TIMEOUT = 5.0
+MAX_PARALLEL_QUERIES = 8
 OUTCOMES: dict[Classification, Outcome] = {
     "Pass": "pass",
     "High": "fail",
@@ -80,15 +82,21 @@ def _values(spec: SprintReleaseSpec, cluster: str, query_range: str) -> dict[str
 def run_checks(
     base_url: str, spec: SprintReleaseSpec, cluster: str, query_range: str
 ) -> list[CheckOutcome]:
-    """One round: every metric of the release, on the new cluster."""
+    """One round: every metric of the release, on the new cluster, queried side by side (a
+    Prometheus that hangs costs one timeout per round, not one per metric)."""
     values = _values(spec, cluster, query_range)
-    out = []
-    for metric in spec.analysis.metrics:
+
+    def check(metric: Metric) -> CheckOutcome:
         try:
-            out.append(judge(metric, instant_query(base_url, query_for(metric, values))))
+            return judge(metric, instant_query(base_url, query_for(metric, values)))
         except (PrometheusError, ValueError) as exc:
-            out.append(CheckOutcome(metric.name, None, threshold(metric), "error", str(exc)))
-    return out
+            return CheckOutcome(metric.name, None, threshold(metric), "error", str(exc))
+
+    metrics = spec.analysis.metrics
+    if len(metrics) <= 1:
+        return [check(m) for m in metrics]
+    with ThreadPoolExecutor(min(len(metrics), MAX_PARALLEL_QUERIES)) as pool:
+        return list(pool.map(check, metrics))
 
 
 def _series(result: list[dict[str, Any]]) -> dict[float, float]:
