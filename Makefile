@@ -62,7 +62,16 @@ unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test: venv prometheus binaries helm lint
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+	@# The unit tests (CPU) run beside the integration tests (mostly waiting on the one local
+	@# environment they share); their report follows.
+	@mkdir -p .sprintops
+	unit=0; integration=0; \
+	$(BIN)/pytest tests/unit -p no:cacheprovider $(PYTEST_ARGS) > .sprintops/unit-tests.log 2>&1 & \
+	pid=$$!; \
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS) || integration=$$?; \
+	wait $$pid || unit=$$?; \
+	cat .sprintops/unit-tests.log; \
+	exit $$(( integration || unit ))
 
 demo: venv prometheus binaries
 	$(BIN)/sprintops-dev demo

@@ -40,8 +40,9 @@ def test_the_comparison_catches_what_thresholds_miss(
     name = doc["metadata"]["name"]
     env.create(doc)
     status = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=120)["status"]
-    p99 = [r["value"] for r in status["analysis"] if r["metric"] == "request-duration-p99"]
-    assert p99 and max(v for v in p99 if v is not None) < 500, p99  # never above the limit
+    p99 = [r.get("value") for r in status["analysis"] if r["metric"] == "request-duration-p99"]
+    measured = [v for v in p99 if v is not None]  # a round may have had no data yet
+    assert measured and max(measured) < 500, p99  # never above the limit
     if judge == "threshold":
         assert status["phase"] == "Succeeded", status["message"]
         return

@@ -58,7 +58,7 @@ def test_throttling_and_pending_changes_are_ridden_out(
     name = doc["metadata"]["name"]
     proxy.faults.error_ratio = 0.5
     proxy.faults.errors_until = time.monotonic() + 30
-    proxy.faults.pending_seconds = 5
+    proxy.faults.pending_seconds = 10
     with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
         env.create(doc)
         obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=240)
