@@ -12,9 +12,9 @@ from scipy import stats
 
 from sprintops.health.judge import Judgment, classify, clean, mann_whitney, score
 
-samples = st.lists(st.floats(0.1, 1000, allow_nan=False), min_size=3, max_size=40)
+samples = st.lists(st.floats(0.1, 1000, allow_nan=False), min_size=5, max_size=40)
 # Whole numbers keep shifted sums exact, so a shift cannot move a difference across 0.
-counts = st.lists(st.integers(1, 500).map(float), min_size=3, max_size=30)
+counts = st.lists(st.integers(1, 500).map(float), min_size=5, max_size=30)
 
 
 @settings(max_examples=50)
@@ -78,7 +78,7 @@ def test_shifting_both_samples_changes_nothing(
 def test_swapping_the_samples_flips_the_direction(new: list[float], old: list[float]) -> None:
     there = classify("m", new, old).classification
     back = classify("m", old, new).classification
-    assert {"High": "Low", "Low": "High", "Pass": "Pass"}[there] == back
+    assert {"High": "Low", "Low": "High", "Pass": "Pass", "NoData": "NoData"}[there] == back
 
 
 @given(
@@ -103,11 +103,27 @@ def test_a_real_regression_is_high_and_a_small_one_within_the_effect_size_passes
     assert classify("p99", within, old, allowed_increase=1.1).classification == "Pass"
     assert classify("p99", within, old).classification == "High"  # any significant rise
     assert classify("p99", old[:2], old).classification == "NoData"
+    # 3 and 3 samples reach 90% at most: never a 98% verdict.
+    assert classify("p99", slower[:3], old[:3]).classification == "NoData"
+    assert classify("p99", slower[:5], old[:5]).classification == "High"
+
+
+def test_what_the_old_cluster_never_reached_counts_and_negative_means_skip_the_ratio() -> None:
+    old = [100.0, 101.0, 99.0, 100.0, 102.0, 98.0]
+    assert classify("p99", [math.inf] * 6, old, direction="increase").classification == "High"
+    rising = classify(
+        "m",
+        [-1.0, -1.2, -0.8, -1.1, -0.9, -1.0],
+        [-10.0, -10.5, -9.5, -10.2, -9.8, -10.1],
+        direction="increase",
+    )
+    assert rising.classification == "High" and rising.ratio is None
 
 
 def test_outliers_and_nans_are_cleaned_as_asked() -> None:
     assert clean([1.0, math.nan, 2.0]) == [1.0, 2.0]
-    assert clean([1.0, math.nan, math.inf], nan_strategy="replace") == [1.0, 0.0, 0.0]
+    assert clean([1.0, math.nan, math.inf], nan_strategy="replace") == [1.0, 0.0, math.inf]
+    assert clean([1.0, math.inf, math.nan]) == [1.0, math.inf]  # a p99 past the top bucket
     assert clean([10.0, 11.0, 12.0, 11.0, 10.0, 500.0], remove_outliers=True) == [
         10.0,
         11.0,

@@ -122,14 +122,12 @@ def clean(
     nan_strategy: Literal["remove", "replace"] = "remove",
     remove_outliers: bool = False,
 ) -> list[float]:
-    """NaNs (and infinities) removed or replaced by 0; outliers beyond Tukey's fences
-    (1.5 IQR outside the quartiles) dropped when asked."""
-    kept = [
-        v if math.isfinite(v) else 0.0
-        for v in values
-        if math.isfinite(v) or nan_strategy == "replace"
-    ]
-    if remove_outliers and len(kept) >= 4:
+    """NaNs removed or replaced by 0; outliers beyond Tukey's fences (1.5 IQR outside the
+    quartiles) dropped when asked. An infinity is a value (a p99 past the top bucket is
+    +Inf: the worst there is), never dropped."""
+    keep_nan = nan_strategy == "replace"
+    kept = [0.0 if math.isnan(v) else v for v in values if keep_nan or not math.isnan(v)]
+    if remove_outliers and len(kept) >= 4 and all(math.isfinite(v) for v in kept):
         q1, _, q3 = statistics.quantiles(kept, n=4)
         fence = 1.5 * (q3 - q1)
         kept = [v for v in kept if q1 - fence <= v <= q3 + fence]
@@ -158,9 +156,16 @@ def classify(
     if len(x) < min_samples or len(y) < min_samples:
         why = f"{len(x)} new and {len(y)} old samples, need {min_samples} each"
         return Judgment(metric, "NoData", critical, len(x), len(y), reason=why)
+    if 2 / math.comb(len(x) + len(y), len(x)) > 1 - confidence:
+        # So few samples cannot reach the confidence at all (3 and 3 reach 90% at most).
+        why = f"{len(x)} new and {len(y)} old samples cannot reach {confidence:.0%} confidence"
+        return Judgment(metric, "NoData", critical, len(x), len(y), reason=why)
     test = mann_whitney(x, y, confidence)
     old_mean, new_mean = _mean(y), _mean(x)
-    ratio = new_mean / old_mean if old_mean != 0 and math.isfinite(old_mean) else None
+    # A ratio of means says "how much higher" only for positive values; otherwise the
+    # effect size cannot be judged and significance alone decides.
+    positive = old_mean > 0 and new_mean >= 0 and math.isfinite(old_mean)
+    ratio = new_mean / old_mean if positive else None
     high = test.lower > 0 and (ratio is None or ratio >= allowed_increase)
     low = test.upper < 0 and (ratio is None or ratio <= allowed_decrease)
     classification: Classification = "Pass"

@@ -25,6 +25,7 @@ from sprintops.health.judge import Classification, Direction, classify, score
 
 TIMEOUT = 5.0
 MAX_PARALLEL_QUERIES = 8
+MAX_SAMPLES = 200
 OUTCOMES: dict[Classification, Outcome] = {
     "Pass": "pass",
     "High": "fail",
@@ -122,8 +123,9 @@ def run_comparison(
         return []
     new, old = clusters
     start, end = window
-    # Two samples per check interval: a one-minute step at 10 s gives a dozen per cluster.
-    step = max(1.0, seconds(spec.analysis.interval) / 2)
+    # Two samples per check interval (a one-minute step at 10 s gives a dozen per cluster),
+    # at most MAX_SAMPLES over a long step: the judge's work grows with their square.
+    step = max(1.0, seconds(spec.analysis.interval) / 2, (end - start) / MAX_SAMPLES)
     judgments, out = [], []
     for metric in comparison.metrics:
         direction: Direction = metric.direction or BUILTIN_DIRECTIONS.get(metric.name) or "either"
