@@ -49,6 +49,15 @@ def _copy(env: Env, spec: SprintReleaseSpec, cluster: str) -> Weights:
     return traffic.copy_weights(env.apis[cluster], spec, timeout=5)
 
 
+def _failing_gates(doc: dict[str, Any]) -> None:
+    """Prometheus judges the build bad on its own: the check needs nothing from a frozen
+    cluster (the simulator's view of it stalls with it)."""
+    doc["spec"]["analysis"]["metrics"].append(
+        {"name": "always-bad", "query": "vector(1)", "max": 0}
+    )
+    doc["spec"]["analysis"]["failureLimit"] = 1
+
+
 def _warning(env: Env, name: str, reason: str) -> list[Any]:
     events = wait_events(env, name, lambda es: any(e.reason == reason for e in es), timeout=30)
     return [e for e in events if e.reason == reason and e.type == "Warning"]
@@ -60,12 +69,7 @@ def test_rollback_with_the_target_apiserver_frozen(
 ) -> None:
     doc, spec = release_of(f"frozen-{how}", analysis__bakeTime="30s")
     if how == "failing-gates":
-        # Prometheus judges the build bad on its own: the check needs nothing from the
-        # frozen cluster (the simulator's view of it stalls with it).
-        doc["spec"]["analysis"]["metrics"].append(
-            {"name": "always-bad", "query": "vector(1)", "max": 0}
-        )
-        doc["spec"]["analysis"]["failureLimit"] = 1
+        _failing_gates(doc)
     name = doc["metadata"]["name"]
     env.create(doc)
     first_step_started(env, name)
@@ -450,10 +454,7 @@ def test_an_edit_during_a_rollback_waits_for_it_and_an_abort_stands(
     spec; after an abort it is not: abort means stop."""
     doc, spec = release_of(f"edit-rolling-{why}", analysis__bakeTime="30s")
     if why == "failing-gates":
-        doc["spec"]["analysis"]["metrics"].append(
-            {"name": "always-bad", "query": "vector(1)", "max": 0}
-        )
-        doc["spec"]["analysis"]["failureLimit"] = 1
+        _failing_gates(doc)
     name = doc["metadata"]["name"]
     env.create(doc)
     first_step_started(env, name)

@@ -6,8 +6,9 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from sprintops.api import ComparisonMetric, Metric, SprintReleaseSpec
 from sprintops.durations import seconds
@@ -26,6 +27,8 @@ from sprintops.health.judge import Classification, Direction, classify, score
 TIMEOUT = 5.0
 MAX_PARALLEL_QUERIES = 8
 MAX_SAMPLES = 200
+T = TypeVar("T")
+R = TypeVar("R")
 OUTCOMES: dict[Classification, Outcome] = {
     "Pass": "pass",
     "High": "fail",
@@ -93,11 +96,16 @@ def run_checks(
         except (PrometheusError, ValueError) as exc:
             return CheckOutcome(metric.name, None, threshold(metric), "error", str(exc))
 
-    metrics = spec.analysis.metrics
-    if len(metrics) <= 1:
-        return [check(m) for m in metrics]
-    with ThreadPoolExecutor(min(len(metrics), MAX_PARALLEL_QUERIES)) as pool:
-        return list(pool.map(check, metrics))
+    return _side_by_side(check, spec.analysis.metrics)
+
+
+def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`work` on every item at once: a Prometheus that hangs costs one timeout, not one
+    per query."""
+    if len(items) <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(min(len(items), MAX_PARALLEL_QUERIES)) as pool:
+        return list(pool.map(work, items))
 
 
 def _series(result: list[dict[str, Any]]) -> dict[float, float]:
@@ -121,36 +129,37 @@ def run_comparison(
     comparison = spec.analysis.comparison
     if comparison is None:
         return []
-    new, old = clusters
+    old = clusters[1]
     start, end = window
     # Two samples per check interval (a one-minute step at 10 s gives a dozen per cluster),
     # at most MAX_SAMPLES over a long step: the judge's work grows with their square.
     step = max(1.0, seconds(spec.analysis.interval) / 2, (end - start) / MAX_SAMPLES)
+
+    def fetch(query: tuple[ComparisonMetric, str]) -> dict[float, float] | Exception:
+        metric, cluster = query
+        try:
+            promql = query_for(metric, _values(spec, cluster, query_range))
+            return _series(range_query(base_url, promql, start, end, step))
+        except (PrometheusError, ValueError) as exc:
+            return exc
+
+    fetched = iter(_side_by_side(fetch, [(m, c) for m in comparison.metrics for c in clusters]))
     judgments, out = [], []
     for metric in comparison.metrics:
         direction: Direction = metric.direction or BUILTIN_DIRECTIONS.get(metric.name) or "either"
         limit = f"no significant {direction} beyond x{_allowed(metric, direction)}"
-        try:
-            by_cluster = [
-                _series(
-                    range_query(
-                        base_url,
-                        query_for(metric, _values(spec, c, query_range)),
-                        start,
-                        end,
-                        step,
-                    )
-                )
-                for c in (new, old)
-            ]
-        except (PrometheusError, ValueError) as exc:
-            out.append(CheckOutcome(f"{metric.name}{VERSUS}{old}", None, limit, "error", str(exc)))
+        ours, theirs = next(fetched), next(fetched)
+        if isinstance(ours, Exception) or isinstance(theirs, Exception):
+            failed = ours if isinstance(ours, Exception) else theirs
+            out.append(
+                CheckOutcome(f"{metric.name}{VERSUS}{old}", None, limit, "error", str(failed))
+            )
             continue
-        times = sorted(by_cluster[0].keys() & by_cluster[1].keys())
+        times = sorted(ours.keys() & theirs.keys())
         judged = classify(
             metric.name,
-            [by_cluster[0][t] for t in times],
-            [by_cluster[1][t] for t in times],
+            [ours[t] for t in times],
+            [theirs[t] for t in times],
             direction=direction,
             allowed_increase=metric.effect_size.allowed_increase,
             allowed_decrease=metric.effect_size.allowed_decrease,
