@@ -15,6 +15,7 @@ OVERRIDES = {
     "kube-controller-manager": "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
     "kube-scheduler": "TEST_ASSET_KUBE_SCHEDULER",
     "kwok": "TEST_ASSET_KWOK",
+    "kwokctl": "TEST_ASSET_KWOKCTL",
 }
 ISTIO_CRDS = "istio-crds.yaml"
 

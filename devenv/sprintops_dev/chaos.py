@@ -107,6 +107,7 @@ def run(
                     rng,
                     report,
                     kills=kills,
+                    layout=layout,
                     state=state,
                     operator=operator,
                     custom=custom,
@@ -136,6 +137,7 @@ def _fault(
     report: Report,
     *,
     kills: int,
+    layout: environment.Layout,
     state: environment.State,
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -146,7 +148,7 @@ def _fault(
     spec edited in flight."""
     fault = rng.random()
     if fault < 0.15:
-        _freeze_target(state, rng)
+        _freeze_target(layout, state, rng)
         report.freezes += 1
     elif fault < 0.25 and _edit_one(custom, docs, done, rng):
         report.edits += 1
@@ -157,13 +159,15 @@ def _fault(
         operator.start()
 
 
-def _freeze_target(state: environment.State, rng: random.Random) -> None:
+def _freeze_target(
+    layout: environment.Layout, state: environment.State, rng: random.Random
+) -> None:
     """The new cluster's apiserver hangs (accepts connections, answers nothing) a while."""
-    environment.freeze(state, "apiserver-even")
+    environment.freeze(layout, state, "apiserver-even")
     try:
         time.sleep(rng.uniform(1.0, 6.0))
     finally:
-        environment.thaw(state, "apiserver-even")
+        environment.thaw(layout, state, "apiserver-even")
 
 
 def _edit_one(

@@ -1,100 +1,228 @@
-"""The local control plane: one etcd, an apiserver per cluster, and for the workload
-clusters kube-controller-manager, kube-scheduler and kwok so Deployments become Available."""
+"""The local control plane through kwokctl's binary runtime: per cluster an etcd, a
+kube-apiserver and a kube-controller-manager, plus kube-scheduler and kwok on the workload
+clusters so Deployments become Available. kwokctl owns the certificates (one CA per cluster),
+the process supervision and the clean-up; this module only says how to run it."""
 
 from __future__ import annotations
 
-import base64
+import os
+import signal
 import ssl
+import subprocess
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import trustme
 import yaml
 
-from sprintops_dev.certs import CertificateAuthority, KeyPair
-from sprintops_dev.processes import free_port, spawn, wait_for
+from sprintops_dev.processes import free_port
 
 CLUSTERS = ("mgmt", "even", "odd")
 WORKLOAD_CLUSTERS = ("even", "odd")
-SERVICE_CIDR = "10.96.0.0/16"
 # Controllers a Deployment needs to become Available, plus clean-up of namespaces and owners.
 WORKLOAD_CONTROLLERS = (
     "deployment,replicaset,serviceaccount,serviceaccount-token,namespace,garbagecollector"
 )
 MGMT_CONTROLLERS = "serviceaccount,serviceaccount-token,namespace"
 OPERATOR_USER = "sprintops-operator"
-# Client rate of the controllers and scheduler: one local apiserver can take far more.
-CLIENT_RATE = ("--kube-api-qps=500", "--kube-api-burst=1000")
+# Everything but etcd: what an outage of a cluster's control-plane node takes down.
+CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 
-@dataclass(frozen=True)
-class Credentials:
-    ca: KeyPair
-    serving: KeyPair
-    admin: KeyPair
-    operator: KeyPair
-    service_accounts: KeyPair
+def _patches(cluster: str) -> list[dict[str, Any]]:
+    """kube-controller-manager and kube-scheduler run alone: leader election would only make
+    them stop during an outage. Their client rate is raised (not through kwokctl's
+    --disable-qps-limits, which also turns off the apiserver's priority and fairness, and
+    the bench counts requests through its FlowSchemas)."""
+    controllers = MGMT_CONTROLLERS if cluster == "mgmt" else WORKLOAD_CONTROLLERS
+    args = {
+        # Nothing here needs to survive a power cut.
+        "etcd": {"unsafe-no-fsync": "true"},
+        "kube-controller-manager": {
+            "leader-elect": "false",
+            "controllers": controllers,
+            "kube-api-qps": "500",
+            "kube-api-burst": "1000",
+            # The defaults (5 Deployments at a time) take 15 s to bring up a 100-service fleet.
+            "concurrent-deployment-syncs": "25",
+            "concurrent-replicaset-syncs": "25",
+        },
+        "kube-scheduler": {
+            "leader-elect": "false",
+            "kube-api-qps": "500",
+            "kube-api-burst": "1000",
+        },
+        # The not-ready taint it adds is lifted by the node-lifecycle controller, which the fake
+        # node does not need: kwok marks it Ready itself.
+        "kube-apiserver": {
+            "disable-admission-plugins": "TaintNodesByCondition",
+            "profiling": "false",
+        },
+    }
+    if cluster == "mgmt":
+        del args["kube-scheduler"]
+    # In the configuration file: the --extra-args flag splits a value at its commas.
+    return [
+        {"name": component, "extraArgs": [{"key": k, "value": v} for k, v in pairs.items()]}
+        for component, pairs in args.items()
+    ]
 
-    @staticmethod
-    def create(directory: Path) -> Credentials:
-        ca = CertificateAuthority(directory)
-        return Credentials(
-            ca=ca.pair,
-            serving=ca.issue("apiserver", "kube-apiserver"),
-            admin=ca.issue("admin", "admin", org="system:masters"),
-            operator=ca.issue("operator", OPERATOR_USER),
-            # Token signing: the apiserver reads the public key from the certificate.
-            service_accounts=ca.issue("sa", "service-accounts", key_type=trustme.KeyType.RSA),
+
+def _config(cluster: str) -> dict[str, Any]:
+    """Every port chosen here: clusters created side by side otherwise pick the same ones."""
+    ports = {
+        name: free_port()
+        for name in (
+            "etcdPort",
+            "etcdPeerPort",
+            "kubeApiserverPort",
+            "kwokControllerPort",
+            "kubeControllerManagerPort",
+            "kubeSchedulerPort",
         )
+    }
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        "options": {"bindAddress": "127.0.0.1", **ports},
+        "componentsPatches": _patches(cluster),
+    }
 
-    @staticmethod
-    def load(directory: Path) -> Credentials:
-        def pair(stem: str) -> KeyPair:
-            return KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key")
 
-        return Credentials(
-            ca=pair("ca"),
-            serving=pair("apiserver"),
-            admin=pair("admin"),
-            operator=pair("operator"),
-            service_accounts=pair("sa"),
+class Kwokctl:
+    """One kwokctl work directory holding the three clusters."""
+
+    def __init__(self, bins: dict[str, Path], workdir: Path) -> None:
+        self.bins = bins
+        self.workdir = workdir
+
+    def _env(self) -> dict[str, str]:
+        # Without KWOK_KUBECTL_BINARY it looks for (or downloads) a kubectl of its own.
+        return {
+            **os.environ,
+            "KWOK_WORKDIR": str(self.workdir),
+            "KWOK_KUBECTL_BINARY": str(self.bins["kubectl"]),
+        }
+
+    def _run(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(self.bins["kwokctl"]), *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"kwokctl {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def create(self, clusters: Iterable[str]) -> None:
+        """Creates the clusters side by side; returns once every process has started."""
+        jobs = {c: self._create(c) for c in clusters}
+        failed = [c for c, job in jobs.items() if job.wait() != 0]
+        if failed:
+            raise RuntimeError(
+                f"kwokctl create cluster failed for {', '.join(failed)}; "
+                f"logs in {self.workdir / 'create-*.log'} and {self.workdir / 'clusters'}"
+            )
+
+    def _create(self, cluster: str) -> subprocess.Popen[bytes]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / f"{cluster}.yaml"
+        config.write_text(yaml.safe_dump(_config(cluster)))
+        disabled = ["--disable=kube-scheduler,kwok-controller"] if cluster == "mgmt" else []
+        b = self.bins
+        with (self.workdir / f"create-{cluster}.log").open("wb") as log:
+            return subprocess.Popen(
+                [
+                    str(b["kwokctl"]),
+                    "create",
+                    "cluster",
+                    f"--name={cluster}",
+                    f"--config={config}",
+                    "--runtime=binary",
+                    # An empty path: leave the user's own kubeconfig alone.
+                    "--kubeconfig=",
+                    f"--etcd-binary={b['etcd']}",
+                    f"--kube-apiserver-binary={b['kube-apiserver']}",
+                    f"--kube-controller-manager-binary={b['kube-controller-manager']}",
+                    f"--kube-scheduler-binary={b['kube-scheduler']}",
+                    f"--kwok-controller-binary={b['kwok']}",
+                    # A restarted kwok otherwise leaves new pods Pending until the old node
+                    # lease runs out.
+                    "--node-lease-duration-seconds=0",
+                    *disabled,
+                ],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def delete(self, cluster: str) -> None:
+        """Stops every process of the cluster. kwokctl needs a real kubeconfig path here to
+        remove its context from: with an empty one it leaves the processes running."""
+        dummy = self.workdir / "no-kubeconfig"
+        dummy.touch()
+        self._run("delete", "cluster", f"--name={cluster}", f"--kubeconfig={dummy}")
+
+    def start(self, cluster: str) -> None:
+        """Starts whatever of the cluster is not running, on the same ports."""
+        self._run("start", "cluster", f"--name={cluster}")
+
+    def kill(self, cluster: str, components: Iterable[str] = CONTROL_PLANE) -> None:
+        """SIGKILL, as a machine that dies: the apiserver takes a minute to drain on SIGTERM."""
+        for component in components:
+            with suppress(FileNotFoundError, ProcessLookupError):
+                os.kill(self.pid(cluster, component), signal.SIGKILL)
+
+    def pid(self, cluster: str, component: str) -> int:
+        return int((self.dir(cluster) / "pids" / f"{component}.pid").read_text())
+
+    def dir(self, cluster: str) -> Path:
+        return self.workdir / "clusters" / cluster
+
+    def kubeconfig(self, cluster: str, user: str | None = None, group: str = "") -> dict[str, Any]:
+        """The cluster's admin kubeconfig, or one for `user` (in `group`) signed by its CA."""
+        signed = ["--user", user, "--group", group or user] if user else []
+        data: dict[str, Any] = yaml.safe_load(
+            self._run("get", "kubeconfig", f"--name={cluster}", *signed)
+        )
+        return data
+
+    def healthy(self, cluster: str, timeout: float = 2.0) -> bool:
+        pki = self.dir(cluster) / "pki"
+        try:
+            ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+            ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+            with urllib.request.urlopen(
+                f"{self.server(cluster)}/readyz", context=ctx, timeout=timeout
+            ) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def server(self, cluster: str) -> str:
+        config = yaml.safe_load((self.dir(cluster) / "kubeconfig.yaml").read_text())
+        server: str = config["clusters"][0]["cluster"]["server"]
+        return server
 
 
-def kubeconfig(
-    servers: dict[str, str], creds: Credentials, user: KeyPair, *, current: str | None = None
-) -> dict[str, Any]:
-    """A self-contained kubeconfig (data embedded) with one context per cluster."""
+def merge(configs: dict[str, dict[str, Any]], *, current: str | None = None) -> dict[str, Any]:
+    """One kubeconfig with a context per cluster, each named for its cluster."""
 
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
+    def only(config: dict[str, Any], kind: str) -> Any:
+        (entry,) = config[kind]
+        return entry[kind.removesuffix("s")]
 
-    names = list(servers)
+    names = list(configs)
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {
-                "name": n,
-                "cluster": {
-                    "server": servers[n],
-                    "certificate-authority-data": b64(creds.ca.cert_pem()),
-                },
-            }
-            for n in names
-        ],
-        "users": [
-            {
-                "name": "user",
-                "user": {
-                    "client-certificate-data": b64(user.cert_pem()),
-                    "client-key-data": b64(user.key_pem()),
-                },
-            }
-        ],
-        "contexts": [{"name": n, "context": {"cluster": n, "user": "user"}} for n in names],
+        "clusters": [{"name": n, "cluster": only(configs[n], "clusters")} for n in names],
+        "users": [{"name": n, "user": only(configs[n], "users")} for n in names],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names],
         "current-context": current or names[0],
     }
 
@@ -103,156 +231,3 @@ def write_kubeconfig(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data))
     path.chmod(0o600)
     return path
-
-
-def _ssl_context(creds: Credentials) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(creds.ca.cert))
-    ctx.load_cert_chain(str(creds.admin.cert), str(creds.admin.key))
-    return ctx
-
-
-def healthy(url: str, creds: Credentials, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(
-            f"{url}/readyz", context=_ssl_context(creds), timeout=timeout
-        ) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
-class ControlPlane:
-    """Starts the processes; the caller records their pids and ports."""
-
-    def __init__(self, root: Path, bins: dict[str, Path], creds: Credentials) -> None:
-        self.root = root
-        self.bins = bins
-        self.creds = creds
-        self.logs = root / "logs"
-
-    def start_etcd(self) -> tuple[int, int]:
-        port, peer = free_port(), free_port()
-        log = self.logs / "etcd.log"
-        pid = spawn(
-            [
-                str(self.bins["etcd"]),
-                "--data-dir",
-                str(self.root / "etcd"),
-                "--listen-client-urls",
-                f"http://127.0.0.1:{port}",
-                "--advertise-client-urls",
-                f"http://127.0.0.1:{port}",
-                "--listen-peer-urls",
-                f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls",
-                f"http://127.0.0.1:{peer}",
-                "--initial-cluster",
-                f"default=http://127.0.0.1:{peer}",
-                "--unsafe-no-fsync",
-                "--log-level",
-                "warn",
-            ],
-            log,
-        )
-
-        def ready() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                return b'"true"' in r.read()
-
-        wait_for("etcd", ready, 30, pid=pid, log=log)
-        return pid, port
-
-    def start_apiserver(
-        self, cluster: str, etcd_port: int, port: int | None = None
-    ) -> tuple[int, int]:
-        """Starts (or, with `port`, restarts on the same address) one cluster's apiserver."""
-        port = port or free_port()
-        c = self.creds
-        pid = spawn(
-            [
-                str(self.bins["kube-apiserver"]),
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                f"--etcd-prefix=/{cluster}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--tls-cert-file={c.serving.cert}",
-                f"--tls-private-key-file={c.serving.key}",
-                f"--client-ca-file={c.ca.cert}",
-                "--authorization-mode=RBAC",
-                f"--service-account-key-file={c.service_accounts.cert}",
-                f"--service-account-signing-key-file={c.service_accounts.key}",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--endpoint-reconciler-type=none",
-                "--allow-privileged=true",
-                "--profiling=false",
-                # The not-ready taint it adds is lifted by the node-lifecycle controller, which
-                # the fake node does not need; kwok marks it Ready itself.
-                "--disable-admission-plugins=TaintNodesByCondition",
-                f"--cert-dir={self.root / 'certs' / cluster}",
-            ],
-            self.logs / f"apiserver-{cluster}.log",
-        )
-        return pid, port
-
-    def wait_apiserver(self, cluster: str, pid: int, port: int) -> None:
-        url = f"https://127.0.0.1:{port}"
-        wait_for(
-            f"kube-apiserver ({cluster})",
-            lambda: healthy(url, self.creds),
-            90,
-            pid=pid,
-            log=self.logs / f"apiserver-{cluster}.log",
-        )
-
-    def start_controllers(self, cluster: str, admin_kubeconfig: Path) -> dict[str, int]:
-        """Their pids by name: kube-controller-manager everywhere, kube-scheduler and kwok
-        on the workload clusters."""
-        c = self.creds
-        controllers = MGMT_CONTROLLERS if cluster == "mgmt" else WORKLOAD_CONTROLLERS
-        pids = {
-            "controller-manager": spawn(
-                [
-                    str(self.bins["kube-controller-manager"]),
-                    f"--kubeconfig={admin_kubeconfig}",
-                    "--secure-port=0",
-                    "--leader-elect=false",
-                    f"--controllers={controllers}",
-                    f"--service-account-private-key-file={c.service_accounts.key}",
-                    f"--root-ca-file={c.ca.cert}",
-                    f"--service-cluster-ip-range={SERVICE_CIDR}",
-                    # The defaults (20 requests/s, 5 Deployments at a time) take 15 s to bring
-                    # up the pods of a 100-service fleet.
-                    *CLIENT_RATE,
-                    "--concurrent-deployment-syncs=25",
-                    "--concurrent-replicaset-syncs=25",
-                ],
-                self.logs / f"controller-manager-{cluster}.log",
-            )
-        }
-        if cluster == "mgmt":
-            return pids
-        pids["scheduler"] = spawn(
-            [
-                str(self.bins["kube-scheduler"]),
-                f"--kubeconfig={admin_kubeconfig}",
-                "--secure-port=0",
-                "--leader-elect=false",
-                *CLIENT_RATE,
-            ],
-            self.logs / f"scheduler-{cluster}.log",
-        )
-        pids["kwok"] = spawn(
-            [
-                str(self.bins["kwok"]),
-                f"--kubeconfig={admin_kubeconfig}",
-                "--manage-all-nodes=false",
-                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                "--cidr=10.244.0.1/16",
-                "--node-ip=10.244.0.1",
-                f"--server-address=127.0.0.1:{free_port()}",
-            ],
-            self.logs / f"kwok-{cluster}.log",
-        )
-        return pids

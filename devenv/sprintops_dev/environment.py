@@ -1,7 +1,8 @@
 """`make env-up` / `make env-down`: the whole local environment, started once and reused.
 
-State lives in `.sprintops/env/`: certificates, etcd data, logs, kubeconfig, env.sh and
-state.json (pids and ports). `up` reuses a running environment as it is; `down` stops every
+State lives in `.sprintops/env/`: kwokctl's work directory (`kwok/`, with each cluster's
+certificates, etcd data and logs), our own logs, kubeconfig, env.sh and state.json (pids and
+addresses). `up` reuses a running environment as it is; `down` stops every
 process and deletes the directory, so the next `up` starts from the seeded baseline.
 """
 
@@ -28,11 +29,10 @@ from sprintops.kube import client_from_kubeconfig
 from sprintops_dev import binaries, seed
 from sprintops_dev.controlplane import (
     CLUSTERS,
+    OPERATOR_USER,
     WORKLOAD_CLUSTERS,
-    ControlPlane,
-    Credentials,
-    healthy,
-    kubeconfig,
+    Kwokctl,
+    merge,
     write_kubeconfig,
 )
 from sprintops_dev.processes import alive, free_port, spawn, stop, wait_for
@@ -48,13 +48,14 @@ LIVE: Cluster = "odd"  # sprint 41 is live in odd
 
 @dataclass
 class State:
+    """`pids` are the processes started here; kwokctl keeps the control plane's own."""
+
     pids: dict[str, int] = field(default_factory=dict)
     servers: dict[str, str] = field(default_factory=dict)
     route53_url: str = ""
     prometheus_url: str = ""
     simulator_port: int = 0
     bin_dir: str = ""
-    etcd_port: int = 0
     bins: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,6 +66,11 @@ class Layout:
     @property
     def root(self) -> Path:
         return Path(os.environ.get("SPRINTOPS_ENV_DIR", self.repo / ".sprintops/env")).resolve()
+
+    @property
+    def kwok(self) -> Path:
+        """kwokctl's work directory: each cluster's certificates, etcd data, pids and logs."""
+        return self.root / "kwok"
 
     @property
     def state_file(self) -> Path:
@@ -107,23 +113,33 @@ def _write_env_sh(layout: Layout, state: State) -> None:
     layout.env_sh.write_text("# Written by `make env-up`; source it.\n" + "\n".join(lines) + "\n")
 
 
+def control_plane(layout: Layout, state: State) -> Kwokctl:
+    return Kwokctl({n: Path(p) for n, p in state.bins.items()}, layout.kwok)
+
+
 def is_running(layout: Layout) -> bool:
     state = layout.load()
-    if state is None or not state.pids:
+    if state is None or not state.pids or not state.servers:
         return False
     if not all(alive(pid) for pid in state.pids.values()):
         return False
-    creds = Credentials.load(layout.root / "certs")
-    return all(healthy(url, creds) for url in state.servers.values())
+    plane = control_plane(layout, state)
+    return all(plane.healthy(c) for c in CLUSTERS)
 
 
 def down(layout: Layout, say: Callable[[str], None] = print) -> None:
     state = layout.load()
     if state is not None:
-        # Reverse start order: clients first, etcd last.
+        # Reverse start order: clients first, the clusters last.
         for name, pid in reversed(list(state.pids.items())):
             stop(pid)
             say(f"stopped {name} (pid {pid})")
+        if state.bins:
+            plane = control_plane(layout, state)
+            for cluster in CLUSTERS:
+                if plane.dir(cluster).exists():
+                    plane.delete(cluster)
+                    say(f"deleted cluster {cluster}")
     if layout.root.exists():
         shutil.rmtree(layout.root)
         say(f"removed {layout.root}")
@@ -171,6 +187,8 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     bins = binaries.resolve(layout.repo)
     binaries.prometheus()  # fail early, before anything starts
     state.bin_dir = str(bins["kubectl"].parent)
+    state.bins = {name: str(path) for name, path in bins.items()}
+    layout.save(state)  # so `down` can clean up after a start that fails half-way
     logs = layout.root / "logs"
 
     route53_port = free_port()
@@ -182,36 +200,26 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     )
     os.environ.update({"AWS_ENDPOINT_URL_ROUTE_53": state.route53_url, **DUMMY_AWS})
 
-    creds = Credentials.create(layout.root / "certs")
-    plane = ControlPlane(layout.root, bins, creds)
-    step("starting etcd")
-    state.bins = {name: str(path) for name, path in bins.items()}
-    state.pids["etcd"], etcd_port = plane.start_etcd()
-    state.etcd_port = etcd_port
-    ports: dict[str, int] = {}
+    plane = control_plane(layout, state)
+    step("creating clusters mgmt, even, odd with kwokctl (binary runtime)")
+    plane.create(CLUSTERS)
     for cluster in CLUSTERS:
-        state.pids[f"apiserver-{cluster}"], ports[cluster] = plane.start_apiserver(
-            cluster, etcd_port
+        wait_for(
+            f"kube-apiserver ({cluster})",
+            lambda c=cluster: plane.healthy(c),  # type: ignore[misc]
+            90,
+            log=plane.dir(cluster) / "logs" / "kube-apiserver.log",
         )
-        state.servers[cluster] = f"https://127.0.0.1:{ports[cluster]}"
-    step("starting kube-apiserver for mgmt, even, odd")
-    for cluster in CLUSTERS:
-        plane.wait_apiserver(cluster, state.pids[f"apiserver-{cluster}"], ports[cluster])
-    admin = kubeconfig(state.servers, creds, creds.admin, current="mgmt")
+        state.servers[cluster] = plane.server(cluster)
+    admin = merge({c: plane.kubeconfig(c) for c in CLUSTERS}, current="mgmt")
     write_kubeconfig(layout.kubeconfig, admin)
-    for cluster in CLUSTERS:
-        own = kubeconfig({cluster: state.servers[cluster]}, creds, creds.admin)
-        path = write_kubeconfig(layout.root / f"kubeconfig-{cluster}", own)
-        pids = plane.start_controllers(cluster, path)
-        state.pids.update({f"{name}-{cluster}": pid for name, pid in pids.items()})
-    step("started kube-controller-manager (all), kube-scheduler and kwok (even, odd)")
+    step("control planes ready")
 
     wait_for("moto", lambda: _http_ok(state.route53_url + "/moto-api/"), 30, pid=state.pids["moto"])
     spec = seed.canonical(layout.repo)
     apis = {c: client_from_kubeconfig(admin, c) for c in CLUSTERS}
     secrets = {
-        c: yaml.safe_dump(kubeconfig({c: state.servers[c]}, creds, creds.operator))
-        for c in WORKLOAD_CLUSTERS
+        c: yaml.safe_dump(plane.kubeconfig(c, user=OPERATOR_USER)) for c in WORKLOAD_CLUSTERS
     }
     step(
         "seeding mgmt (CRD, namespace releases, kubeconfig Secrets), even and odd (Istio CRDs, "
@@ -273,40 +281,44 @@ def start_prometheus(layout: Layout, state: State) -> None:
     )
 
 
-def stop_apiserver(state: State, cluster: str) -> None:
-    """For tests of an unreachable cluster: the apiserver dies, its state stays in etcd."""
-    stop(state.pids[f"apiserver-{cluster}"])
+def stop_apiserver(layout: Layout, state: State, cluster: str) -> None:
+    """For tests of an unreachable cluster: its control-plane node dies (apiserver and
+    controllers, SIGKILL); its state stays in etcd."""
+    control_plane(layout, state).kill(cluster)
 
 
 def start_apiserver(layout: Layout, state: State, cluster: str) -> None:
-    """Restarts a stopped apiserver on its old address, so every kubeconfig still works.
+    """Brings a stopped cluster back on its old address, so every kubeconfig still works.
 
     Its controllers restart with it, as on a control-plane node that comes back: after an
     outage their watches back off for up to a minute, and a Deployment created in that
     minute would wait for them, whatever the operator does."""
-    bins = {name: Path(path) for name, path in state.bins.items()}
-    plane = ControlPlane(layout.root, bins, Credentials.load(layout.root / "certs"))
-    port = int(state.servers[cluster].rsplit(":", 1)[1])
-    pid, _ = plane.start_apiserver(cluster, state.etcd_port, port=port)
-    state.pids[f"apiserver-{cluster}"] = pid
-    layout.save(state)
-    plane.wait_apiserver(cluster, pid, port)
-    # The cluster's controllers: every process named for it but its apiserver.
-    for key in [k for k in state.pids if k.endswith(f"-{cluster}") and k != f"apiserver-{cluster}"]:
-        stop(state.pids.pop(key))
-    pids = plane.start_controllers(cluster, layout.root / f"kubeconfig-{cluster}")
-    state.pids.update({f"{name}-{cluster}": pid for name, pid in pids.items()})
-    layout.save(state)
+    plane = control_plane(layout, state)
+    plane.start(cluster)
+    wait_for(
+        f"kube-apiserver ({cluster})",
+        lambda: plane.healthy(cluster),
+        90,
+        log=plane.dir(cluster) / "logs" / "kube-apiserver.log",
+    )
 
 
-def freeze(state: State, process: str) -> None:
+def pid(layout: Layout, state: State, process: str) -> int:
+    """`process` is a key of `state.pids`, or `apiserver-<cluster>`."""
+    if process in state.pids:
+        return state.pids[process]
+    cluster = process.removeprefix("apiserver-")
+    return control_plane(layout, state).pid(cluster, "kube-apiserver")
+
+
+def freeze(layout: Layout, state: State, process: str) -> None:
     """SIGSTOP: the process keeps its port, the kernel still accepts connections, and nothing
-    answers them (a hung server, unlike a dead one). `process` is a key of `state.pids`."""
-    os.kill(state.pids[process], signal.SIGSTOP)
+    answers them (a hung server, unlike a dead one)."""
+    os.kill(pid(layout, state, process), signal.SIGSTOP)
 
 
-def thaw(state: State, process: str) -> None:
-    os.kill(state.pids[process], signal.SIGCONT)
+def thaw(layout: Layout, state: State, process: str) -> None:
+    os.kill(pid(layout, state, process), signal.SIGCONT)
 
 
 def stop_prometheus(state: State) -> None:

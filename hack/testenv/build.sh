@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries once, pinned, into a cache outside the repo.
 # Prints the directory that holds them. A second run with the same versions builds nothing.
-# Usage: build.sh [NAME...]  (default: all of etcd, kube-*, kubectl, kwok, istio-crds.yaml)
+# Usage: build.sh [NAME...]  (default: all of etcd, kube-*, kubectl, kwok, kwokctl, istio-crds.yaml)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kube_version=$(sed -n 's/^\s*k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' "$here/kube/go.mod")
@@ -12,7 +12,7 @@ out="$cache/bin/k8s-${kube_version}-kwok-${kwok_version}-istio-${istio_api_versi
 log() { echo "[build] $*" >&2; }
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok istio-crds.yaml)
+[ ${#wanted[@]} -gt 0 ] || wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl istio-crds.yaml)
 missing=()
 for b in "${wanted[@]}"; do [ -e "$out/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "$out"; exit 0; fi
@@ -36,10 +36,12 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   log "building ${pkgs[*]} (Kubernetes ${kube_version}); the first build takes a while"
   (cd "$here/kube" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
 fi
-if [[ " ${missing[*]} " == *" kwok "* ]]; then
-  log "building kwok ${kwok_version}"
-  GOBIN="$tmp" CGO_ENABLED=0 GOFLAGS=-trimpath go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${kwok_version}"
-fi
+for k in kwok kwokctl; do
+  if [[ " ${missing[*]} " == *" $k "* ]]; then
+    log "building $k ${kwok_version}"
+    GOBIN="$tmp" CGO_ENABLED=0 GOFLAGS=-trimpath go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/$k@${kwok_version}"
+  fi
+done
 if [[ " ${missing[*]} " == *" istio-crds.yaml "* ]]; then
   log "fetching the official Istio CRDs from istio.io/api ${istio_api_version}"
   dir=$(cd "$tmp" && go mod download -json "istio.io/api@${istio_api_version}" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')

@@ -77,6 +77,9 @@ def _keep_logs(layout: environment.Layout) -> None:
     kept = layout.repo / ".sprintops" / "failed-logs"
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(layout.root / "logs", kept)
+    clusters = layout.kwok / "clusters"
+    for cluster in clusters.iterdir() if clusters.is_dir() else ():
+        shutil.copytree(cluster / "logs", kept / cluster.name)
     log = kept / "operator-tests.log"
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     worth = [line for line in lines if " WARNING " in line or " ERROR " in line]

@@ -212,7 +212,7 @@ def test_target_apiserver_down_for_30s_holds_then_continues(
     with InvariantWatcher(env.apis, [Watched("releases", name, spec)]) as watcher:
         env.create(doc)
         first_step_started(env, name)
-        environment.stop_apiserver(env.state, "even")
+        environment.stop_apiserver(env.layout, env.state, "even")
         try:
             held = wait_status(env, name, lambda s: "cluster even" in (s.get("message") or ""), 30)
             before = dict(watcher.source_samples)
@@ -239,7 +239,7 @@ def test_mgmt_apiserver_restart_is_survived(
     name = doc["metadata"]["name"]
     env.create(doc)
     first_step_started(env, name)
-    environment.stop_apiserver(env.state, "mgmt")
+    environment.stop_apiserver(env.layout, env.state, "mgmt")
     time.sleep(5)  # the outage itself
     environment.start_apiserver(env.layout, env.state, "mgmt")
     obj = wait_phase(env, name, set(api.TERMINAL_PHASES), timeout=120)

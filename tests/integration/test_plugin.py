@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from sprintops.api import SprintReleaseSpec
-from sprintops_dev.controlplane import Credentials, kubeconfig, write_kubeconfig
+from sprintops_dev import environment
+from sprintops_dev.controlplane import OPERATOR_USER, merge, write_kubeconfig
 from sprintops_dev.processes import free_port
 from tests.integration.conftest import (
     Env,
@@ -121,17 +122,16 @@ def test_clear_errors(env: Env, tmp_path: Path) -> None:
     missing = kubectl_sprint(env, "status", "no-such-release")
     assert missing.returncode == 2
     assert 'sprintrelease "no-such-release": not found in namespace' in missing.stderr
-    creds = Credentials.load(env.layout.root / "certs")
+    plane = environment.control_plane(env.layout, env.state)
     # A user the apiserver knows but RBAC grants nothing in mgmt.
     nobody = write_kubeconfig(
-        tmp_path / "nobody", kubeconfig({"mgmt": env.state.servers["mgmt"]}, creds, creds.operator)
+        tmp_path / "nobody", merge({"mgmt": plane.kubeconfig("mgmt", user=OPERATOR_USER)})
     )
     denied = kubectl_sprint(env, "list", kubeconfig_path=nobody)
     assert denied.returncode == 2 and "forbidden by RBAC" in denied.stderr, denied.stderr
-    closed = write_kubeconfig(
-        tmp_path / "closed",
-        kubeconfig({"mgmt": f"https://127.0.0.1:{free_port()}"}, creds, creds.admin),
-    )
+    admin = merge({"mgmt": plane.kubeconfig("mgmt")})
+    admin["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    closed = write_kubeconfig(tmp_path / "closed", admin)
     unreachable = kubectl_sprint(env, "list", kubeconfig_path=closed, timeout=60)
     assert unreachable.returncode == 2 and "cannot reach the cluster" in unreachable.stderr, (
         unreachable.stderr

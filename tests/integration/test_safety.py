@@ -38,11 +38,11 @@ ODD_LIVE = Weights(even=0, odd=100)
 
 @contextmanager
 def frozen(env: Env, process: str) -> Iterator[None]:
-    environment.freeze(env.state, process)
+    environment.freeze(env.layout, env.state, process)
     try:
         yield
     finally:
-        environment.thaw(env.state, process)
+        environment.thaw(env.layout, env.state, process)
 
 
 def _copy(env: Env, spec: SprintReleaseSpec, cluster: str) -> Weights:
