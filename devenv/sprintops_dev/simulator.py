@@ -1,14 +1,18 @@
 """Traffic simulator: Istio-standard metrics for every simulated service in even and odd.
 
-Per service, the request rate of each cluster follows the service's live Route 53 weights;
-its error rate and latency come from the `sim.sprintops.io/*` annotations on the pod template
-of the Deployment running there, with log-normal noise per tick, plus an environment-wide
+Per service, the request rate of each cluster follows the service's live Route 53 weights,
+through its clients' DNS caches (`resolvers.py`) when `dns` is set. Its error rate and
+latency come from the `sim.sprintops.io/*` annotations on the pod template of the Deployment
+running there, with log-normal noise per tick, plus an environment-wide
 `incident_error_rate` from the config. A cluster that gets traffic without an Available
-Deployment answers 503. Prometheus scrapes the result.
+Deployment answers 503. Series carry each cluster's mesh name. Prometheus scrapes the result.
 
 Run: python -m sprintops_dev.simulator CONFIG.json
-CONFIG: {"port", "kubeconfig", "routes": [{service, namespace, route53: <spec.traffic.route53>}]}
-The file is re-read on every poll, so benchmarks can add services while it runs.
+CONFIG: {"port", "kubeconfig", "mesh": {key: mesh cluster name}, "incident_error_rate",
+         "dns": DNS, "routes": [{service, namespace, route53: <spec.traffic.route53>, "dns": DNS}]}
+DNS: {"time_scale": TTL seconds per second (0: clients follow the weights at once),
+      "keepalive_share", "keepalive_seconds"}; a route's own overrides the global one.
+The file is re-read on every poll, so tests and benchmarks can change it while it runs.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sprintops.api import CLUSTERS, Route53
 from sprintops.kube import client_from_kubeconfig
 from sprintops.manifests import is_available
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops_dev.resolvers import Resolvers
 
 ANNOTATION_ERROR_RATE = "sim.sprintops.io/error-rate"
 ANNOTATION_LATENCY = "sim.sprintops.io/latency-ms"
@@ -147,16 +152,23 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
     log.info("serving metrics on 127.0.0.1:%s", config["port"])
 
     weights: dict[tuple[str, str], dict[str, int]] = {}
+    routes: list[dict[str, Any]] = []
     backends: dict[str, dict[tuple[str, str], Backend]] = {c: {} for c in CLUSTERS}
-    last_poll, last_tick, incident = 0.0, time.monotonic(), 0.0
+    clients: dict[tuple[str, str], Clients] = {}
+    last_poll, last_tick, incident, mesh = 0.0, time.monotonic(), 0.0, {}
     while True:
         now = time.monotonic()
         if now - last_poll >= poll_seconds:
             last_poll = now
             try:
                 current = json.loads(config_path.read_text())
-                routes: list[dict[str, Any]] = current["routes"]
+                routes = current["routes"]
                 incident = float(current.get("incident_error_rate", 0.0))
+                mesh = current.get("mesh", {})
+                for r in routes:
+                    key = (r["namespace"], r["service"])
+                    dns = {**current.get("dns", {}), **r.get("dns", {})}
+                    clients.setdefault(key, Clients()).configure(dns, r["route53"]["ttl"])
                 # Route 53 before the backends: weights the operator wrote only after a
                 # Deployment was Available must not meet an older view of that Deployment.
                 # One listing per hosted zone, however many services it serves.
@@ -173,12 +185,36 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
                 log.warning("poll failed: %s", exc)
         elapsed, last_tick = now - last_tick, now
         for (ns, svc), split in weights.items():
-            total = sum(split.values()) or 1
+            shares = clients[(ns, svc)].shares(elapsed, split)
             for cluster in CLUSTERS:
-                count = REQUESTS_PER_SECOND * elapsed * split[cluster] / total
+                count = REQUESTS_PER_SECOND * elapsed * shares[cluster]
                 backend = backends[cluster].get((ns, svc), Backend(False, 1.0, 0.0))
-                traffic.add((cluster, ns, svc), count, backend, incident)
+                traffic.add((mesh.get(cluster, cluster), ns, svc), count, backend, incident)
         time.sleep(tick_seconds)
+
+
+class Clients:
+    """One service's clients: at once on the weights, or through DNS caches on a clock of
+    their own (TTL seconds pass `time_scale` times faster than real ones)."""
+
+    def __init__(self) -> None:
+        self.scale = 0.0
+        self.ttl = 60.0
+        self.clock = 0.0
+        self.resolvers = Resolvers()
+
+    def configure(self, dns: dict[str, float], ttl: float) -> None:
+        self.scale, self.ttl = float(dns.get("time_scale", 0.0)), float(ttl)
+        share, seconds = dns.get("keepalive_share", 0.0), dns.get("keepalive_seconds", 0.0)
+        if (share, seconds) != (self.resolvers.keepalive_share, self.resolvers.keepalive_seconds):
+            self.resolvers = Resolvers(keepalive_share=share, keepalive_seconds=seconds)
+
+    def shares(self, elapsed: float, weights: dict[str, int]) -> dict[str, float]:
+        if not self.scale:
+            total = sum(weights.values()) or 1
+            return {c: w / total for c, w in weights.items()}
+        self.clock += elapsed * self.scale
+        return self.resolvers.shares(self.clock, weights, self.ttl)
 
 
 def main() -> None:
