@@ -99,11 +99,35 @@ class SecretKeyRef(Model):
     """Key in the Secret that holds the kubeconfig."""
 
 
+class TokenSecretRef(Model):
+    """A key of a Secret in the SprintRelease's namespace that holds a bearer token."""
+
+    name: Name
+    """Name of the Secret."""
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+    """Key in the Secret that holds the token."""
+
+
+class PrometheusRef(Model):
+    """Where health checks are queried."""
+
+    address: Annotated[str, Field(pattern=r"^https?://", max_length=2048)]
+    """Prometheus base URL."""
+    bearer_token_secret_ref: TokenSecretRef | None = None
+    """Secret holding a bearer token sent with every query; default none."""
+
+
 class ClusterRef(Model):
-    """How the operator reaches one workload cluster."""
+    """How the operator reaches one workload cluster, and where its metrics are."""
 
     kubeconfig_secret_ref: SecretKeyRef
     """Secret holding a kubeconfig for the cluster."""
+    prometheus: PrometheusRef | None = None
+    """The Prometheus holding this cluster's mesh metrics; default spec.analysis.prometheus,
+    then the operator's own setting."""
+    mesh_cluster: Name | None = None
+    """The cluster's name in its mesh (Istio's destination_cluster label), filled in for
+    {{ cluster }} in queries; default the key (even or odd)."""
 
 
 class Clusters(Model):
@@ -388,13 +412,6 @@ class Comparison(Model):
     """The metrics compared; names are unique."""
 
 
-class PrometheusRef(Model):
-    """Where the health checks are queried."""
-
-    address: Annotated[str, Field(pattern=r"^https?://", max_length=2048)]
-    """Prometheus base URL."""
-
-
 class Analysis(Model):
     """Health gates between steps."""
 
@@ -419,7 +436,8 @@ class Analysis(Model):
     progress_deadline: Duration = "10m"
     """A step that cannot pass its checks for this long is rolled back (Go duration)."""
     prometheus: PrometheusRef | None = None
-    """Prometheus to query; default is the operator's own setting."""
+    """Prometheus to query for both clusters unless spec.clusters.<key>.prometheus says
+    otherwise; default is the operator's own setting."""
     metrics: Annotated[
         list[Metric],
         Field(
@@ -433,6 +451,12 @@ class Analysis(Model):
     """Health checks; names are unique."""
     comparison: Comparison | None = None
     """The new cluster against the old one, same time, same traffic."""
+    min_requests: Annotated[int, Field(ge=0, le=1_000_000_000)] = 50
+    """Requests the new cluster must have served in a check round's window; a round with
+    fewer counts as no data (noData decides). 0 turns this off."""
+    traffic_tolerance: Annotated[float, Field(ge=0, le=100)] = 2
+    """A step's bake starts once the share of requests observed on the new cluster is
+    within this many percentage points of the step's weight. 100 turns the wait off."""
 
 
 class Rollback(Model):
@@ -570,6 +594,19 @@ class Controls(Model):
     """Token of a promote request; 'force:' in front also skips failing checks."""
 
 
+class ObservedTraffic(Model):
+    """Requests that really arrived, from Prometheus; absent where it had no answer."""
+
+    even: float | None = None
+    """Percent of the requests served by cluster even."""
+    odd: float | None = None
+    """Percent of the requests served by cluster odd."""
+    requests: float | None = None
+    """Requests the new cluster served in the window."""
+    time: str
+    """When it was observed (RFC 3339)."""
+
+
 class StepRecord(Model):
     """When a step started and finished."""
 
@@ -577,6 +614,8 @@ class StepRecord(Model):
     """The new cluster's weight at this step."""
     started_at: str
     """When the weights were applied (RFC 3339)."""
+    baked_from: str | None = None
+    """When the observed share reached the step's weight and the bake began (RFC 3339)."""
     completed_at: str | None = None
     """When the step's gate passed (RFC 3339)."""
 
@@ -601,6 +640,10 @@ class SprintReleaseStatus(Model):
     """Weights last written to Route 53 and every VirtualService copy."""
     step_started_at: str | None = None
     """When the current step's weights were applied (RFC 3339)."""
+    bake_started_at: str | None = None
+    """When the current step's traffic arrived and its bake began (RFC 3339)."""
+    observed_traffic: ObservedTraffic | None = None
+    """The share of requests each cluster served over the last check round's window."""
     deploy_started_at: str | None = None
     """When the new Deployment was first applied (RFC 3339)."""
     deployment_available_at: str | None = None

@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sprintops import eks, manifests
-from sprintops.api import ServiceSpec, SprintReleaseSpec
+from sprintops.api import ServiceSpec, SprintReleaseSpec, TokenSecretRef
 from sprintops.kube import apply, client_from_kubeconfig, json_patch, object_path
 from sprintops.manifests import LABEL_SPRINT
 from sprintops.plan import TargetDeployment
@@ -41,6 +41,7 @@ class KubeconfigSecrets:
         self.core = client.CoreV1Api(mgmt)
         self.fresh = fresh
         self._cache: dict[tuple[str, str, str], tuple[str, client.ApiClient, float]] = {}
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         # A Secret's version -> the uid of its cluster's kube-system namespace.
         self._uids: dict[tuple[str, str, str, str], str] = {}
 
@@ -48,6 +49,32 @@ class KubeconfigSecrets:
         cached = self._cache.get((namespace, name, key))
         if cached and time.monotonic() - cached[2] < self.fresh:
             return cached[1]
+        where = f"Secret {namespace}/{name}"
+        version, text = self._read(namespace, name, key)
+        if cached and cached[0] == version:
+            self._cache[(namespace, name, key)] = (version, cached[1], time.monotonic())
+            return cached[1]
+        try:
+            api = _client_from_secret_text(text)
+        except Exception as exc:  # the loader raises many types on garbage
+            # Only the exception's type: its text may quote the Secret.
+            raise ClusterError(
+                f"{where} key {key!r} does not hold a usable kubeconfig ({type(exc).__name__})"
+            ) from None
+        self._cache[(namespace, name, key)] = (version, api, time.monotonic())
+        return api
+
+    def token(self, namespace: str, ref: TokenSecretRef) -> str:
+        """A bearer token (for a cluster's Prometheus), re-read at most every `fresh` s."""
+        cached = self._tokens.get((namespace, ref.name, ref.key))
+        if cached and time.monotonic() - cached[1] < self.fresh:
+            return cached[0]
+        token = self._read(namespace, ref.name, ref.key)[1].strip()
+        self._tokens[(namespace, ref.name, ref.key)] = (token, time.monotonic())
+        return token
+
+    def _read(self, namespace: str, name: str, key: str) -> tuple[str, str]:
+        """A Secret's version and the text under `key`."""
         where = f"Secret {namespace}/{name}"
         try:
             secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=10)
@@ -57,22 +84,14 @@ class KubeconfigSecrets:
             if exc.status == 403:
                 raise ClusterError(f"not allowed to read {where}") from None
             raise ClusterError(f"cannot read {where}: HTTP {exc.status}") from None
-        version = secret.metadata.resource_version or ""
-        if cached and cached[0] == version:
-            self._cache[(namespace, name, key)] = (version, cached[1], time.monotonic())
-            return cached[1]
         data = (secret.data or {}).get(key)
         if data is None:
             raise ClusterError(f"{where} has no key {key!r}")
         try:
-            api = _client_from_secret_text(base64.b64decode(data).decode())
-        except Exception as exc:  # the loader raises many types on garbage
-            # Only the exception's type: its text may quote the Secret.
-            raise ClusterError(
-                f"{where} key {key!r} does not hold a usable kubeconfig ({type(exc).__name__})"
-            ) from None
-        self._cache[(namespace, name, key)] = (version, api, time.monotonic())
-        return api
+            text = base64.b64decode(data).decode()
+        except ValueError:  # UnicodeDecodeError and binascii.Error both are
+            raise ClusterError(f"{where} key {key!r} is not text") from None
+        return secret.metadata.resource_version or "", text
 
     def for_cluster(
         self, spec: SprintReleaseSpec, namespace: str, cluster: str

@@ -21,6 +21,12 @@ WEIGHT = Gauge(
     ["namespace", "release", "cluster"],
     registry=REGISTRY,
 )
+OBSERVED = Gauge(
+    "sprintops_traffic_observed_percent",
+    "Share of requests per release and cluster that really arrived, from Prometheus",
+    ["namespace", "release", "cluster"],
+    registry=REGISTRY,
+)
 STEP_SECONDS = Histogram(
     "sprintops_step_duration_seconds",
     "Time from a step's weights being applied to its gate passing",
@@ -104,6 +110,12 @@ def record(key: tuple[str, str], old: SprintReleaseStatus, new: SprintReleaseSta
     if new.weights is not None:
         for cluster in CLUSTERS:
             WEIGHT.labels(namespace, name, cluster).set(new.weights.of(cluster))
+    seen = new.observed_traffic
+    if seen is not None and seen != old.observed_traffic:
+        for cluster in CLUSTERS:
+            share = getattr(seen, cluster)
+            if share is not None:
+                OBSERVED.labels(namespace, name, cluster).set(share)
     if new.phase == "RollingBack" and old.phase != "RollingBack":
         reason = next((c.reason for c in new.conditions if c.type == "Degraded"), "Unknown")
         ROLLBACKS.labels(reason).inc()
@@ -122,5 +134,6 @@ def forget(namespace: str, name: str) -> None:
     """A deleted release leaves the metrics."""
     _phases.pop(f"{namespace}/{name}", None)
     for cluster in CLUSTERS:
-        with contextlib.suppress(KeyError):
-            WEIGHT.remove(namespace, name, cluster)
+        for gauge in (WEIGHT, OBSERVED):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name, cluster)

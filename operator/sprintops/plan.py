@@ -37,6 +37,7 @@ from sprintops.api import (
     Cluster,
     Condition,
     Controls,
+    ObservedTraffic,
     Phase,
     SprintReleaseSpec,
     SprintReleaseStatus,
@@ -46,7 +47,7 @@ from sprintops.api import (
     parity_cluster,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
-from sprintops.health.checks import COMPARISON_CHECK, VERSUS, CheckOutcome
+from sprintops.health.checks import COMPARISON_CHECK, VERSUS, CheckOutcome, TrafficSample
 
 BLOCKED_RETRY = 5.0
 BLOCKED_RETRY_MAX = 30.0
@@ -54,11 +55,13 @@ POLL = 1.0
 PAUSED_POLL = 30.0
 HISTORY = 60  # check results kept in status.analysis
 AVAILABLE_CHECK = "deployment-available"
+WAITING = "waiting for traffic: "
 # A step's bake starting (or restarting): its checks count from zero.
 _CHECKS_START_OVER: dict[str, object] = {
     "consecutive_failures": 0,
     "last_check_at": None,
     "last_check_passed": None,
+    "bake_started_at": None,
 }
 
 
@@ -99,6 +102,8 @@ class Observations:
     target_error: str | None = None
     # One round of health checks, run because `checks_due` said so; None when not run.
     checks: tuple[CheckOutcome, ...] | None = None
+    # The traffic that arrived, read with each round of checks.
+    traffic: TrafficSample | None = None
     # Manual requests from the object's annotations.
     requests: Controls = field(default_factory=Controls)
     # A VirtualService copy found with other weights than the step's (someone edited it).
@@ -147,10 +152,18 @@ class Plan:
 
 def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
     result = _plan(spec, status, obs)
-    compared = _compared(status, result.status)
-    if compared is None:
+    noticed = [e for e in (_compared(status, result.status), _arrived(status, result.status)) if e]
+    if not noticed:
         return result
-    return Plan(result.status, (*result.actions, compared), result.requeue_after)
+    return Plan(result.status, (*result.actions, *noticed), result.requeue_after)
+
+
+def _arrived(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | None:
+    """An Event when a step's traffic arrived and its bake began, after a wait."""
+    waited = (before.message or "").startswith(WAITING)
+    if not waited or after.bake_started_at in (None, before.bake_started_at):
+        return None
+    return Emit("Normal", "TrafficArrived", after.message or "")
 
 
 def _compared(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | None:
@@ -420,19 +433,27 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         failed = _checks_failed(spec, status, obs)
         if failed is not None:
             return failed
+    if obs.traffic is not None:
+        status = _record_traffic(spec, status, obs, obs.traffic)
     elapsed = (obs.now - parse_timestamp(step_started)).total_seconds()
     if elapsed > seconds(spec.analysis.progress_deadline):
+        arrived = "" if status.bake_started_at else " (its traffic never arrived)"
         why = (
             f"step {index + 1}/{len(steps)} did not pass its checks within "
-            f"{spec.analysis.progress_deadline}"
+            f"{spec.analysis.progress_deadline}{arrived}"
         )
         return _rollback(status, obs, why, "ProgressDeadlineExceeded")
-    baked = elapsed >= seconds(spec.analysis.bake_time) or status.promotion is not None
+    baking = (
+        (obs.now - parse_timestamp(status.bake_started_at)).total_seconds()
+        if status.bake_started_at
+        else -1.0
+    )
+    baked = baking >= seconds(spec.analysis.bake_time) or status.promotion is not None
     healthy = bool(status.last_check_passed) or status.promotion == "force"
     if not (baked and healthy):
         last = parse_timestamp(status.last_check_at or step_started)
         next_check = seconds(spec.analysis.interval) - (obs.now - last).total_seconds()
-        bake_left = seconds(spec.analysis.bake_time) - elapsed
+        bake_left = seconds(spec.analysis.bake_time) - baking if baking >= 0 else 0
         waits = [w for w in (next_check, bake_left) if w > 0]
         return Plan(status, (), min(waits, default=POLL))
     done = [
@@ -454,10 +475,46 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
             "step_index": index + 1,
             "weights": weights,
             "step_started_at": None,
+            "bake_started_at": None,
             "blocked_since": None,  # the next rise's hold counts from its own start
         }
     )
     return Plan(advanced, (SetWeights(weights),), 0)
+
+
+def _record_traffic(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, seen: TrafficSample
+) -> SprintReleaseStatus:
+    """Records the share that arrived; the bake starts once it is within the tolerance of
+    the step's weight. Until then the release says what it waits for."""
+    target = _target(status)
+    share = seen.new_share()
+    observed = ObservedTraffic.model_validate(
+        {
+            target: share,
+            other(target): None if share is None else 100 - share,
+            "requests": seen.new_requests,
+            "time": timestamp(obs.now),
+        }
+    )
+    update: dict[str, object] = {"observed_traffic": observed}
+    if status.bake_started_at is None:
+        weight = status.target_weight or 0
+        step = f"step {status.step}" if status.step else "step"
+        if share is not None and share >= weight - spec.analysis.traffic_tolerance:
+            now = timestamp(obs.now)
+            update["bake_started_at"] = now
+            update["message"] = f"{step}: {share:.1f}% of {weight}% observed; the bake starts"
+            if status.steps:
+                update["steps"] = [
+                    *status.steps[:-1],
+                    status.steps[-1].model_copy(update={"baked_from": now}),
+                ]
+        else:
+            seen_text = f"{share:.1f}%" if share is not None else "no requests"
+            why = f" ({seen.error})" if seen.error else ""
+            update["message"] = f"{WAITING}{seen_text} of {weight}% observed{why}"
+    return status.model_copy(update=update)
 
 
 def _start_step(
@@ -466,6 +523,9 @@ def _start_step(
     target = _target(status)
     index, steps = status.step_index or 0, spec.traffic.steps
     why = f"step {index + 1}/{len(steps)}: {target}={want.of(target)}% ({_fmt(want)})"
+    now = timestamp(obs.now)
+    # With the wait turned off, the bake starts with the step.
+    bake = now if want.of(target) <= spec.analysis.traffic_tolerance else None
     started = status.model_copy(
         update={
             "step_started_at": timestamp(obs.now),
@@ -473,10 +533,11 @@ def _start_step(
             "target_weight": want.of(target),
             "steps": [
                 *status.steps,
-                StepRecord(weight=want.of(target), started_at=timestamp(obs.now)),
+                StepRecord(weight=want.of(target), started_at=now, baked_from=bake),
             ],
             "blocked_since": None,
             **_CHECKS_START_OVER,
+            "bake_started_at": bake,
             "message": why,
             "conditions": _condition(
                 status.conditions, obs, "Progressing", True, reason="Stepping", message=why
@@ -510,7 +571,7 @@ def _record_checks(
     )
     if obs.target_error is not None:  # unknown is not unhealthy: it holds
         seen = CheckOutcome(AVAILABLE_CHECK, None, ">= 1", "error", obs.target_error)
-    outcomes = [*(obs.checks or ()), seen]
+    outcomes = [*_enough_traffic(spec, obs, obs.checks or ()), seen]
     results = [_result(spec, status, obs, o) for o in outcomes]
     # A comparison metric that is not critical only feeds the comparison's score.
     verdicts = {r.verdict for r, o in zip(results, outcomes, strict=True) if o.counted}
@@ -527,6 +588,18 @@ def _record_checks(
     else:
         update["last_check_passed"] = False
     return status.model_copy(update=update)
+
+
+def _enough_traffic(
+    spec: SprintReleaseSpec, obs: Observations, checks: tuple[CheckOutcome, ...]
+) -> tuple[CheckOutcome, ...]:
+    """A round on fewer than minRequests requests judges noise: its checks are no data."""
+    served = obs.traffic.new_requests if obs.traffic is not None else None
+    least = spec.analysis.min_requests
+    if served is None or served >= least:
+        return checks
+    why = f"{served:.0f} requests in the window, fewer than minRequests {least}"
+    return tuple(replace(c, value=None, outcome="noData", note=why) for c in checks)
 
 
 def _result(

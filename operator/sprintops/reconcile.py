@@ -28,7 +28,7 @@ from sprintops.clusters import (
     translated,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
-from sprintops.health.prometheus import run_checks, run_comparison
+from sprintops.health.prometheus import Source, observe_traffic, run_checks, run_comparison
 from sprintops.kube import merge_patch, object_path
 from sprintops.plan import (
     Action,
@@ -328,26 +328,30 @@ class Reconciler:
         # The comparison looks at the step so far, the old cluster over the same time.
         since = parse_timestamp(status.step_started_at or timestamp(obs.now)).timestamp()
         previous = status.previous_cluster or api.other(target)
-        drift, seen, checks, compared = await asyncio.gather(
+        try:
+            sources = await asyncio.to_thread(self._sources, spec, namespace, (target, previous))
+        except HOLDING_ERRORS as exc:
+            return replace(obs, blocker=describe(exc))
+        drift, seen, checks, compared, traffic = await asyncio.gather(
             asyncio.to_thread(self._drift, spec, namespace, status),
             observe_target(),
-            asyncio.to_thread(
-                run_checks, self._prometheus(spec), spec, target, self._query_range(spec)
-            ),
+            asyncio.to_thread(run_checks, sources[0], spec, self._query_range(spec)),
             asyncio.to_thread(
                 run_comparison,
-                self._prometheus(spec),
+                sources,
                 spec,
-                (target, previous),
                 self._query_range(spec),
                 (since, obs.now.timestamp()),
             ),
+            asyncio.to_thread(observe_traffic, sources, spec, self._query_range(spec)),
             return_exceptions=True,
         )
         if isinstance(checks, BaseException):
             raise checks
         if isinstance(compared, BaseException):
             raise compared
+        if isinstance(traffic, BaseException):
+            raise traffic
         blockers = []
         for found in (drift, seen):
             if isinstance(found, HOLDING_ERRORS):
@@ -357,6 +361,7 @@ class Reconciler:
         return replace(
             obs,
             checks=(*checks, *compared),
+            traffic=traffic,
             target=None if isinstance(seen, BaseException) else seen,
             target_error=describe(seen) if isinstance(seen, BaseException) else None,
             drift=drift if isinstance(drift, str) else None,
@@ -413,9 +418,22 @@ class Reconciler:
         self.rt.route53_verified[uid] = started
         return None
 
-    def _prometheus(self, spec: SprintReleaseSpec) -> str:
-        own = spec.analysis.prometheus
-        return own.address if own is not None else self.rt.prometheus_url
+    def _sources(
+        self, spec: SprintReleaseSpec, namespace: str, clusters: tuple[Cluster, Cluster]
+    ) -> tuple[Source, Source]:
+        """Each cluster's metrics: its own Prometheus, else the release's, else the
+        operator's; under its mesh name, else its key."""
+
+        def source(cluster: Cluster) -> Source:
+            ref = getattr(spec.clusters, cluster)
+            prometheus = ref.prometheus or spec.analysis.prometheus
+            if prometheus is None:
+                return Source(cluster, self.rt.prometheus_url, ref.mesh_cluster or cluster)
+            secret = prometheus.bearer_token_secret_ref
+            token = self.rt.secrets.token(namespace, secret) if secret is not None else None
+            return Source(cluster, prometheus.address, ref.mesh_cluster or cluster, token)
+
+        return source(clusters[0]), source(clusters[1])
 
     def _query_range(self, spec: SprintReleaseSpec) -> str:
         """The rate() window: the check interval, but never shorter than a few scrapes,

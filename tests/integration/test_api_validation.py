@@ -69,6 +69,18 @@ METRICS = "spec.analysis.metrics"
 CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
     ("steps-empty", _set("spec.traffic.steps", []), "spec.traffic.steps", "at least 1"),
     (
+        "cluster-prometheus-not-http",
+        _set("spec.clusters.even.prometheus", {"address": "prom-even:9090"}),
+        "spec.clusters.even.prometheus.address",
+        "should match",
+    ),
+    (
+        "cluster-prometheus-token-without-name",
+        _set("spec.clusters.odd.prometheus", {"address": "http://p", "bearerTokenSecretRef": {}}),
+        "spec.clusters.odd.prometheus.bearerTokenSecretRef.name",
+        "Required value",
+    ),
+    (
         "steps-not-increasing",
         _set("spec.traffic.steps", [50, 10, 100]),
         "spec.traffic.steps",

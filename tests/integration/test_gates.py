@@ -137,7 +137,10 @@ def test_no_data_policies(
         assert status["phase"] == expected, status
     absent = [r for r in status["analysis"] if r["metric"] == "absent"]
     assert absent and all(r["verdict"] == policy for r in absent)
-    assert all(r["note"] == f"no data (no samples): counted as {policy}" for r in absent)
+    # The note names the series it looked for.
+    service = doc["spec"]["service"]["name"]
+    want = f'no data (no samples for no_such_metric{{service="{service}"}}): counted as {policy}'
+    assert all(r["note"] == want for r in absent), absent
 
 
 def test_pause_resume_promote(env: Env, operator: Operator, release_of: ReleaseOf) -> None:

@@ -53,12 +53,71 @@ def test_canonical_release_steps_10_50_100_then_succeeds() -> None:
     ]
 
 
-def test_each_step_bakes_for_bake_time() -> None:
+def test_each_step_bakes_for_bake_time_from_when_its_traffic_arrived() -> None:
     world = World(canonical_spec(analysis__bakeTime="6s"))
     world.run()
-    starts = [dt.datetime.fromisoformat(s.started_at) for s in world.status.steps]
-    ends = [dt.datetime.fromisoformat(s.completed_at or "") for s in world.status.steps]
-    assert [(e - s).total_seconds() for s, e in zip(starts, ends, strict=True)] == [6.0, 6.0, 6.0]
+
+    def seconds(since: str | None, until: str | None) -> float:
+        return dt.datetime.fromisoformat(until or "") - dt.datetime.fromisoformat(since or "")
+
+    steps = world.status.steps
+    # The share is first seen at the first round (interval 2s), in the band at once.
+    assert [seconds(s.started_at, s.baked_from).total_seconds() for s in steps] == [2.0] * 3
+    assert [seconds(s.baked_from, s.completed_at).total_seconds() for s in steps] == [6.0] * 3
+    # No wait worth an Event.
+    assert not [e for e in world.events if e.reason == "TrafficArrived"]
+
+
+def test_the_bake_waits_for_the_traffic_and_the_wait_counts_toward_the_deadline() -> None:
+    world = World(canonical_spec(analysis__bakeTime="6s", analysis__progressDeadline="1m"))
+    world.arrived = 3.0  # the new cluster sees 3% whatever the step
+    world.run()
+    assert world.status.phase == "RolledBack"
+    assert "did not pass its checks within 1m (its traffic never arrived)" in (
+        world.status.message or ""
+    )
+    assert any(s.message == "waiting for traffic: 3.0% of 10% observed" for s in world.history), [
+        s.message for s in world.history
+    ]
+    assert all(s.bake_started_at is None for s in world.history if s.step == "1/3")
+    # Within the tolerance (2 points): the bake starts, with an Event after the wait.
+    world = World(canonical_spec(analysis__bakeTime="6s"))
+    world.arrived = 3.0
+    for _ in range(8):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    world.arrived = 8.0
+    while world.status.bake_started_at is None:
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    world.arrived = None
+    world.run()
+    assert world.status.phase == "Succeeded"
+    arrived = [e for e in world.events if e.reason == "TrafficArrived"]
+    assert [e.message for e in arrived] == ["step 1/3: 8.0% of 10% observed; the bake starts"]
+    first = world.status.steps[0]
+    assert first.baked_from is not None and first.baked_from > first.started_at
+
+
+def test_a_tolerance_of_100_turns_the_wait_off() -> None:
+    world = World(canonical_spec(analysis__bakeTime="6s", analysis__trafficTolerance=100))
+    world.arrived = 0.0
+    world.run()
+    assert world.status.phase == "Succeeded"
+    assert all(s.baked_from == s.started_at for s in world.status.steps)
+
+
+def test_too_few_requests_make_a_round_no_data() -> None:
+    world = World(canonical_spec(analysis__noData="fail", analysis__minRequests=100))
+    world.served = 99
+    world.run()
+    assert world.status.phase == "RolledBack"
+    notes = {r.note for r in world.status.analysis if r.metric == "request-success-rate"}
+    assert notes == {
+        "no data (99 requests in the window, fewer than minRequests 100): counted as fail"
+    }
+    world = World(canonical_spec(analysis__noData="fail", analysis__minRequests=100))
+    world.served = 100
+    world.run()
+    assert world.status.phase == "Succeeded"
 
 
 def test_target_is_the_sprint_parity() -> None:

@@ -24,7 +24,7 @@ from sprintops.api import (
     other,
     parity_cluster,
 )
-from sprintops.health.checks import CheckOutcome, Outcome, threshold
+from sprintops.health.checks import CheckOutcome, Outcome, TrafficSample, threshold
 from sprintops.plan import (
     Deploy,
     Emit,
@@ -83,6 +83,10 @@ class World:
     # What every metric answers in a check round, and whether the new Deployment stays up.
     health: Outcome = "pass"
     lost_availability: bool = False
+    # The share of requests the new cluster gets (None: what Route 53 says, at once) and the
+    # requests it served in a round's window.
+    arrived: float | None = None
+    served: float = 1000.0
     requests: Controls = field(default_factory=Controls)
     check_rounds: int = 0
     generation: int = 1
@@ -161,6 +165,9 @@ class World:
                 CheckOutcome(m.name, value, threshold(m), self.health)
                 for m in self.spec.analysis.metrics
             )
+            live = (self.route53 or Weights(even=0, odd=100)).of(target)
+            share = live if self.arrived is None else min(self.arrived, live)
+            obs["traffic"] = TrafficSample(share, 100 - share, self.served)
             down = [c for c in self.spec.traffic.istio.clusters if not self.reachable[c]]
             if down:
                 obs["blocker"] = "; ".join(f"cluster {c} unreachable" for c in down)

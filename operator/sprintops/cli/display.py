@@ -26,6 +26,14 @@ def _weights(w: Weights | None) -> str:
     return "-" if w is None else f"even {w.even:>3}%  odd {w.odd:>3}%"
 
 
+def observed(status: SprintReleaseStatus) -> str:
+    """The share of requests that arrived, as even/odd percent; `-` where unknown."""
+    seen = status.observed_traffic
+    if seen is None or seen.even is None or seen.odd is None:
+        return "-"
+    return f"{seen.even:.1f}/{seen.odd:.1f}"
+
+
 def progress_panel(
     obj: dict[str, Any],
     traffic: dict[str, Weights | None] | None = None,
@@ -57,6 +65,12 @@ def progress_panel(
         ),
     )
     table.add_row("status weights", _weights(status.weights))
+    seen = status.observed_traffic
+    if seen is not None:
+        share = (
+            "no requests" if seen.even is None else f"even {seen.even:5.1f}%  odd {seen.odd:5.1f}%"
+        )
+        table.add_row("observed", f"{share}  (at {seen.time})")
     for source, w in (traffic or {}).items():
         table.add_row(source, _weights(w))
     if status.message:

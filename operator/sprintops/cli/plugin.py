@@ -28,7 +28,7 @@ from rich.table import Table
 
 from sprintops import api, controls
 from sprintops.api import SprintReleaseStatus
-from sprintops.cli.display import progress_panel
+from sprintops.cli.display import observed, progress_panel
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -149,16 +149,22 @@ def cmd_list(s: Session, args: argparse.Namespace, console: Console) -> int:
                 "phase": st.phase,
                 "step": st.step,
                 "weights": st.weights.model_dump() if st.weights else None,
+                "observed": st.observed_traffic.model_dump(exclude_none=True)
+                if st.observed_traffic
+                else None,
+                "_observed": observed(st),
             }
         )
     if args.output != "table":
+        rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
         _emit(rows, args.output, console)
         return EXIT_OK
     if not rows:
         console.print(f"No sprintreleases in namespace {s.namespace!r}.")
         return EXIT_OK
     table = Table(box=None)
-    for column in ("NAMESPACE", "NAME", "SPRINT", "TARGET", "PHASE", "STEP", "WEIGHTS (even/odd)"):
+    columns = ("NAMESPACE", "NAME", "SPRINT", "TARGET", "PHASE", "STEP", "WEIGHTS (even/odd)")
+    for column in (*columns, "OBSERVED %"):
         table.add_column(column)
     for r in rows:
         w = r["weights"]
@@ -170,6 +176,7 @@ def cmd_list(s: Session, args: argparse.Namespace, console: Console) -> int:
             r["phase"] or "New",
             r["step"] or "-",
             f"{w['even']}/{w['odd']}" if w else "-",
+            r["_observed"],
         )
     console.print(table)
     return EXIT_OK
@@ -194,6 +201,9 @@ def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
                 "phase": st.phase,
                 "step": st.step,
                 "weights": st.weights.model_dump() if st.weights else None,
+                "observed": st.observed_traffic.model_dump(exclude_none=True)
+                if st.observed_traffic
+                else None,
                 "checks": _latest_checks(st),
                 "conditions": [
                     c.model_dump(by_alias=True, exclude_none=True) for c in st.conditions

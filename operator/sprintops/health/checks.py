@@ -70,6 +70,30 @@ BUILTIN_QUERIES = {
 }
 
 
+# The traffic that arrived. The rate is the last two scrapes' (irate): the share must follow
+# a step within a scrape or two, not over a whole window.
+TRAFFIC_RATE = f"sum(irate(istio_requests_total{{{_SELECTOR}}}[{{{{ interval }}}}]))"
+TRAFFIC_REQUESTS = f"sum(increase(istio_requests_total{{{_SELECTOR}}}[{{{{ interval }}}}]))"
+
+
+@dataclass(frozen=True)
+class TrafficSample:
+    """Requests per second on the new and the old cluster now, and the requests the new one
+    served in the window; None where Prometheus had no answer (`error` says why)."""
+
+    new_rate: float | None
+    old_rate: float | None
+    new_requests: float | None
+    error: str = ""
+
+    def new_share(self) -> float | None:
+        """Percent of the requests on the new cluster; None if unknown or no requests."""
+        if self.new_rate is None or self.old_rate is None:
+            return None
+        total = self.new_rate + self.old_rate
+        return None if total <= 0 or math.isnan(total) else 100 * self.new_rate / total
+
+
 def query_for(metric: Metric | ComparisonMetric, values: dict[str, str]) -> str:
     template = metric.query or BUILTIN_QUERIES[metric.name]
     return render(template, values)
@@ -82,6 +106,18 @@ BUILTIN_DIRECTIONS: dict[str, Literal["increase", "decrease"]] = {
 }
 
 
+_SERIES = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\}")
+
+
+def looked_for(promql: str) -> str:
+    """The series a query with no answer looked for (its first selector), so a label that
+    names no series, such as a cluster under another name in the mesh, is there to see."""
+    found = _SERIES.search(promql)
+    if found is None:
+        return f" for {promql[:200]}" if promql else ""
+    return f" for {found.group(0)}"
+
+
 def threshold(metric: Metric) -> str:
     parts = []
     if metric.min_ is not None:
@@ -91,11 +127,11 @@ def threshold(metric: Metric) -> str:
     return " and ".join(parts)
 
 
-def judge(metric: Metric, result: list[dict[str, Any]]) -> CheckOutcome:
+def judge(metric: Metric, result: list[dict[str, Any]], promql: str = "") -> CheckOutcome:
     """A Prometheus instant-vector answer against the metric's thresholds."""
     limit = threshold(metric)
     if not result:
-        return CheckOutcome(metric.name, None, limit, "noData", "no samples")
+        return CheckOutcome(metric.name, None, limit, "noData", f"no samples{looked_for(promql)}")
     if len(result) > 1:
         return CheckOutcome(metric.name, None, limit, "noData", f"{len(result)} series, expected 1")
     value = float(result[0]["value"][1])

@@ -8,6 +8,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sprintops.api import ComparisonMetric, Metric, SprintReleaseSpec
@@ -15,11 +16,16 @@ from sprintops.durations import seconds
 from sprintops.health.checks import (
     BUILTIN_DIRECTIONS,
     COMPARISON_CHECK,
+    TRAFFIC_RATE,
+    TRAFFIC_REQUESTS,
     VERSUS,
     CheckOutcome,
     Outcome,
+    TrafficSample,
     judge,
+    looked_for,
     query_for,
+    render,
     threshold,
 )
 from sprintops.health.judge import Classification, Direction, classify, score
@@ -41,25 +47,43 @@ class PrometheusError(Exception):
     pass
 
 
-def instant_query(base_url: str, promql: str, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
-    return _query(base_url, "query", {"query": promql}, "vector", timeout)
+@dataclass(frozen=True)
+class Source:
+    """Where one workload cluster's metrics are, and what the mesh calls the cluster there."""
+
+    cluster: str
+    """The key (even or odd)."""
+    url: str
+    label: str
+    """Filled in for {{ cluster }}."""
+    token: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"Source({self.cluster!r}, {self.url!r}, {self.label!r})"
+
+
+def instant_query(source: Source, promql: str, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+    return _query(source, "query", {"query": promql}, "vector", timeout)
 
 
 def range_query(
-    base_url: str, promql: str, start: float, end: float, step: float, *, timeout: float = TIMEOUT
+    source: Source, promql: str, start: float, end: float, step: float, *, timeout: float = TIMEOUT
 ) -> list[dict[str, Any]]:
     """A range query: one series per label set, each a list of [time, "value"]."""
     params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-    return _query(base_url, "query_range", params, "matrix", timeout)
+    return _query(source, "query_range", params, "matrix", timeout)
 
 
 def _query(
-    base_url: str, endpoint: str, params: dict[str, str], kind: str, timeout: float
+    source: Source, endpoint: str, params: dict[str, str], kind: str, timeout: float
 ) -> list[dict[str, Any]]:
-    url = f"{base_url.rstrip('/')}/api/v1/{endpoint}"
-    data = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(
+        f"{source.url.rstrip('/')}/api/v1/{endpoint}",
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"Authorization": f"Bearer {source.token}"} if source.token else {},
+    )
     try:
-        with urllib.request.urlopen(url, data=data, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = json.load(response)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:200]
@@ -74,29 +98,55 @@ def _query(
     return result
 
 
-def _values(spec: SprintReleaseSpec, cluster: str, query_range: str) -> dict[str, str]:
+def _values(spec: SprintReleaseSpec, source: Source, query_range: str) -> dict[str, str]:
     return {
-        "cluster": cluster,
+        "cluster": source.label,
         "namespace": spec.service.namespace,
         "service": spec.service.name,
         "interval": query_range,
     }
 
 
-def run_checks(
-    base_url: str, spec: SprintReleaseSpec, cluster: str, query_range: str
-) -> list[CheckOutcome]:
+def run_checks(source: Source, spec: SprintReleaseSpec, query_range: str) -> list[CheckOutcome]:
     """One round: every metric of the release, on the new cluster, queried side by side (a
     Prometheus that hangs costs one timeout per round, not one per metric)."""
-    values = _values(spec, cluster, query_range)
+    values = _values(spec, source, query_range)
 
     def check(metric: Metric) -> CheckOutcome:
         try:
-            return judge(metric, instant_query(base_url, query_for(metric, values)))
+            promql = query_for(metric, values)
+            return judge(metric, instant_query(source, promql), promql)
         except (PrometheusError, ValueError) as exc:
             return CheckOutcome(metric.name, None, threshold(metric), "error", str(exc))
 
     return _side_by_side(check, spec.analysis.metrics)
+
+
+def observe_traffic(
+    sources: tuple[Source, Source], spec: SprintReleaseSpec, query_range: str
+) -> TrafficSample:
+    """What really arrived: each cluster's request rate, and the new one's requests in the
+    window, queried side by side."""
+    queries = [
+        (sources[0], TRAFFIC_RATE),
+        (sources[1], TRAFFIC_RATE),
+        (sources[0], TRAFFIC_REQUESTS),
+    ]
+
+    def fetch(query: tuple[Source, str]) -> float | str:
+        source, template = query
+        promql = render(template, _values(spec, source, query_range))
+        try:
+            result = instant_query(source, promql)
+        except PrometheusError as exc:
+            return f"{source.cluster}: {exc}"
+        # No series: nothing was ever served there under that name, which is no traffic.
+        return float(result[0]["value"][1]) if len(result) == 1 else 0.0
+
+    answers = _side_by_side(fetch, queries)
+    values = [a if isinstance(a, float) else None for a in answers]
+    errors = [a for a in answers if isinstance(a, str)]
+    return TrafficSample(values[0], values[1], values[2], "; ".join(errors))
 
 
 def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -108,42 +158,51 @@ def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return list(pool.map(work, items))
 
 
-def _series(result: list[dict[str, Any]]) -> dict[float, float]:
-    """One series' samples by time; several series (a query that does not aggregate) or
-    none give nothing to compare."""
-    if len(result) != 1:
-        return {}
-    return {float(t): float(v) for t, v in result[0]["values"]}
+@dataclass(frozen=True)
+class Series:
+    """One cluster's samples by time, and what was asked for them."""
+
+    promql: str
+    samples: dict[float, float]
+    problem: str = ""
+
+
+def _series(promql: str, result: list[dict[str, Any]]) -> Series:
+    """Several series (a query that does not aggregate) or none give nothing to compare."""
+    if not result:
+        return Series(promql, {}, f"no samples{looked_for(promql)}")
+    if len(result) > 1:
+        return Series(promql, {}, f"{len(result)} series, expected 1, for {promql[:200]}")
+    return Series(promql, {float(t): float(v) for t, v in result[0]["values"]})
 
 
 def run_comparison(
-    base_url: str,
+    sources: tuple[Source, Source],
     spec: SprintReleaseSpec,
-    clusters: tuple[str, str],
     query_range: str,
     window: tuple[float, float],
 ) -> list[CheckOutcome]:
-    """The new cluster against the old one over `window` (the step so far): per metric, the
-    two series at the same times, judged; then the round's score. Empty without a
-    comparison in the spec."""
+    """The new cluster (first) against the old one over `window` (the step so far): per
+    metric, the two series at the same times, judged; then the round's score. Empty without
+    a comparison in the spec."""
     comparison = spec.analysis.comparison
     if comparison is None:
         return []
-    old = clusters[1]
+    old = sources[1].cluster
     start, end = window
     # Two samples per check interval (a one-minute step at 10 s gives a dozen per cluster),
     # at most MAX_SAMPLES over a long step: the judge's work grows with their square.
     step = max(1.0, seconds(spec.analysis.interval) / 2, (end - start) / MAX_SAMPLES)
 
-    def fetch(query: tuple[ComparisonMetric, str]) -> dict[float, float] | Exception:
-        metric, cluster = query
+    def fetch(query: tuple[ComparisonMetric, Source]) -> Series | Exception:
+        metric, source = query
         try:
-            promql = query_for(metric, _values(spec, cluster, query_range))
-            return _series(range_query(base_url, promql, start, end, step))
+            promql = query_for(metric, _values(spec, source, query_range))
+            return _series(promql, range_query(source, promql, start, end, step))
         except (PrometheusError, ValueError) as exc:
             return exc
 
-    fetched = iter(_side_by_side(fetch, [(m, c) for m in comparison.metrics for c in clusters]))
+    fetched = iter(_side_by_side(fetch, [(m, s) for m in comparison.metrics for s in sources]))
     judgments, out = [], []
     for metric in comparison.metrics:
         direction: Direction = metric.direction or BUILTIN_DIRECTIONS.get(metric.name) or "either"
@@ -155,11 +214,11 @@ def run_comparison(
                 CheckOutcome(f"{metric.name}{VERSUS}{old}", None, limit, "error", str(failed))
             )
             continue
-        times = sorted(ours.keys() & theirs.keys())
+        times = sorted(ours.samples.keys() & theirs.samples.keys())
         judged = classify(
             metric.name,
-            [ours[t] for t in times],
-            [theirs[t] for t in times],
+            [ours.samples[t] for t in times],
+            [theirs.samples[t] for t in times],
             direction=direction,
             allowed_increase=metric.effect_size.allowed_increase,
             allowed_decrease=metric.effect_size.allowed_decrease,
@@ -175,7 +234,7 @@ def run_comparison(
                 judged.ratio,
                 limit,
                 OUTCOMES[judged.classification],
-                judged.describe(comparison.confidence),
+                _why_not(sources, ours, theirs) or judged.describe(comparison.confidence),
                 counted=metric.critical,
             )
         )
@@ -186,6 +245,15 @@ def run_comparison(
             CheckOutcome(COMPARISON_CHECK, verdict.score, want, verdict.outcome, verdict.reason)
         )
     return out
+
+
+def _why_not(sources: tuple[Source, Source], *series: Series) -> str:
+    """Why a side gave nothing to compare, naming the cluster and what was asked."""
+    return "; ".join(
+        f"{source.cluster}: {found.problem}"
+        for source, found in zip(sources, series, strict=True)
+        if found.problem
+    )
 
 
 def _allowed(metric: ComparisonMetric, direction: str) -> str:
