@@ -24,6 +24,9 @@ from sprintops_dev import environment, traffic
 from sprintops_dev.operator_process import OperatorProcess
 
 TIMEOUT = 300.0
+# The canonical TTL of 60 s would make the demo a few minutes long: the clients' clock runs
+# ten times faster, so each step's traffic arrives over about 6 s.
+DEMO_CLIENTS = environment.Dns(time_scale=10, keepalive_share=0.1, keepalive_seconds=90)
 
 
 def read_traffic(
@@ -45,6 +48,11 @@ def run(repo: Path, console: Console | None = None) -> int:
     try:
         state = environment.up(layout, say=console.print)
         os.environ.update(environment.environment_variables(layout, state))
+        environment.dns(layout, DEMO_CLIENTS)
+        console.print(
+            "clients resolve through DNS caches (TTL 60 s, a tenth on keep-alive for 90 s), "
+            f"time running {DEMO_CLIENTS.time_scale:g}x faster for them"
+        )
         kubeconfig = layout.kubeconfig.read_text()
         apis = {c: client_from_kubeconfig(kubeconfig, c) for c in ("mgmt", "even", "odd")}
         log = layout.root / "logs" / "operator.log"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -44,6 +45,9 @@ DUMMY_AWS = {
     "AWS_REGION": "us-east-1",
 }
 LIVE: Cluster = "odd"  # sprint 41 is live in odd
+# What each workload cluster's mesh calls it (Istio's destination_cluster): not the keys, so
+# no default can hide a release that forgets to name them.
+MESH = {"even": "kwok-even-mesh", "odd": "kwok-odd-mesh"}
 
 
 @dataclass
@@ -54,6 +58,8 @@ class State:
     servers: dict[str, str] = field(default_factory=dict)
     route53_url: str = ""
     prometheus_url: str = ""
+    # Each workload cluster's own Prometheus (the one above federates both).
+    cluster_prometheus: dict[str, str] = field(default_factory=dict)
     simulator_port: int = 0
     bin_dir: str = ""
     bins: dict[str, str] = field(default_factory=dict)
@@ -240,7 +246,12 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
     state.simulator_port = free_port()
     layout.simulator_config.write_text(
         json.dumps(
-            {"port": state.simulator_port, "kubeconfig": str(layout.kubeconfig), "routes": []}
+            {
+                "port": state.simulator_port,
+                "kubeconfig": str(layout.kubeconfig),
+                "mesh": MESH,
+                "routes": [],
+            }
         )
     )
     simulate(layout, spec)
@@ -249,36 +260,44 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
         [sys.executable, "-m", "sprintops_dev.simulator", str(layout.simulator_config)],
         logs / "simulator.log",
     )
+    state.cluster_prometheus = {c: f"http://127.0.0.1:{free_port()}" for c in WORKLOAD_CLUSTERS}
     state.prometheus_url = f"http://127.0.0.1:{free_port()}"
+    for cluster in WORKLOAD_CLUSTERS:
+        name = f"prometheus-{cluster}"
+        config = _cluster_prometheus_config(state.simulator_port, MESH[cluster])
+        (layout.root / f"{name}.yml").write_text(yaml.safe_dump(config))
     (layout.root / "prometheus.yml").write_text(
-        yaml.safe_dump(_prometheus_config(state.simulator_port))
+        yaml.safe_dump(_federation_config(state.cluster_prometheus))
     )
-    step(f"starting Prometheus on {state.prometheus_url} (scrapes every 1s)")
+    step(
+        f"starting Prometheus for even ({state.cluster_prometheus['even']}) and odd "
+        f"({state.cluster_prometheus['odd']}), under their mesh names, and the operator's "
+        f"default one federating both under the keys ({state.prometheus_url}); all every 1s"
+    )
+    for cluster in WORKLOAD_CLUSTERS:
+        start_prometheus(layout, state, cluster)
     start_prometheus(layout, state)
 
 
-def start_prometheus(layout: Layout, state: State) -> None:
-    """Starts (or, after `stop_prometheus`, restarts) Prometheus on its recorded port."""
-    log = layout.root / "logs" / "prometheus.log"
-    state.pids["prometheus"] = spawn(
+def start_prometheus(layout: Layout, state: State, cluster: str | None = None) -> None:
+    """Starts (or, after `stop_prometheus`, restarts) a Prometheus on its recorded port:
+    a workload cluster's own, or (None) the operator's default one."""
+    name = f"prometheus-{cluster}" if cluster else "prometheus"
+    url = state.cluster_prometheus[cluster] if cluster else state.prometheus_url
+    log = layout.root / "logs" / f"{name}.log"
+    state.pids[name] = spawn(
         [
             str(binaries.prometheus()),
-            f"--config.file={layout.root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={layout.root / 'prometheus'}",
-            f"--web.listen-address={state.prometheus_url.removeprefix('http://')}",
+            f"--config.file={layout.root / f'{name}.yml'}",
+            f"--storage.tsdb.path={layout.root / name}",
+            f"--web.listen-address={url.removeprefix('http://')}",
             "--web.enable-lifecycle",
             "--log.level=warn",
         ],
         log,
     )
     layout.save(state)
-    wait_for(
-        "Prometheus",
-        lambda: _http_ok(state.prometheus_url + "/-/ready"),
-        60,
-        pid=state.pids["prometheus"],
-        log=log,
-    )
+    wait_for(name, lambda: _http_ok(url + "/-/ready"), 60, pid=state.pids[name], log=log)
 
 
 def stop_apiserver(layout: Layout, state: State, cluster: str) -> None:
@@ -326,17 +345,40 @@ def stop_prometheus(state: State) -> None:
     stop(state.pids["prometheus"])
 
 
-def simulate(layout: Layout, *specs: SprintReleaseSpec) -> None:
-    """Adds services to the traffic simulator (it re-reads its config on every poll)."""
+def simulate(layout: Layout, *specs: SprintReleaseSpec, dns: Dns | None = None) -> None:
+    """Adds services to the traffic simulator (it re-reads its config on every poll);
+    `dns` gives them clients of their own kind (see `dns`)."""
     config = json.loads(layout.simulator_config.read_text())
     routes = {(r["namespace"], r["service"]): r for r in config["routes"]}
     for spec in specs:
-        routes[(spec.service.namespace, spec.service.name)] = {
+        route: dict[str, Any] = {
             "service": spec.service.name,
             "namespace": spec.service.namespace,
             "route53": spec.traffic.route53.model_dump(by_alias=True, exclude_none=True),
         }
+        if dns is not None:
+            route["dns"] = asdict(dns)
+        routes[(spec.service.namespace, spec.service.name)] = route
     config["routes"] = list(routes.values())
+    _write_simulator_config(layout, config)
+
+
+@dataclass(frozen=True)
+class Dns:
+    """How clients find a service: through resolver caches that keep an answer for the
+    record's TTL, TTL seconds passing `time_scale` times faster than real ones (0: clients
+    follow the weights at once), and a `keepalive_share` that looks again only every
+    `keepalive_seconds`."""
+
+    time_scale: float = 0.0
+    keepalive_share: float = 0.0
+    keepalive_seconds: float = 0.0
+
+
+def dns(layout: Layout, clients: Dns) -> None:
+    """The kind of clients every service has unless `simulate` gave it its own."""
+    config = json.loads(layout.simulator_config.read_text())
+    config["dns"] = asdict(clients)
     _write_simulator_config(layout, config)
 
 
@@ -354,13 +396,53 @@ def _write_simulator_config(layout: Layout, config: dict[str, Any]) -> None:
     tmp.replace(layout.simulator_config)
 
 
-def _prometheus_config(simulator_port: int) -> dict[str, Any]:
+_EVERY_SECOND = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+
+
+def _cluster_prometheus_config(simulator_port: int, mesh_name: str) -> dict[str, Any]:
+    """One cluster's Prometheus: only that cluster's series, as a Prometheus inside it has."""
     return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": _EVERY_SECOND,
         "scrape_configs": [
             {
-                "job_name": "traffic-simulator",
+                "job_name": "istio-mesh",
                 "static_configs": [{"targets": [f"127.0.0.1:{simulator_port}"]}],
+                "metric_relabel_configs": [
+                    {
+                        "source_labels": ["destination_cluster"],
+                        "regex": re.escape(mesh_name),
+                        "action": "keep",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _federation_config(clusters: dict[str, str]) -> dict[str, Any]:
+    """The operator's default Prometheus: both clusters' Istio series, federated, with each
+    mesh name rewritten to its key, which is what a release that names neither expects."""
+    rename = [
+        {
+            "source_labels": ["destination_cluster"],
+            "regex": re.escape(MESH[cluster]),
+            "target_label": "destination_cluster",
+            "replacement": cluster,
+        }
+        for cluster in clusters
+    ]
+    return {
+        "global": _EVERY_SECOND,
+        "scrape_configs": [
+            {
+                "job_name": "federate",
+                "honor_labels": True,
+                "metrics_path": "/federate",
+                "params": {"match[]": ['{__name__=~"istio_.*"}']},
+                "static_configs": [
+                    {"targets": [url.removeprefix("http://") for url in clusters.values()]}
+                ],
+                "metric_relabel_configs": rename,
             }
         ],
     }

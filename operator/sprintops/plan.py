@@ -593,13 +593,17 @@ def _record_checks(
 def _enough_traffic(
     spec: SprintReleaseSpec, obs: Observations, checks: tuple[CheckOutcome, ...]
 ) -> tuple[CheckOutcome, ...]:
-    """A round on fewer than minRequests requests judges noise: its checks are no data."""
+    """A round on fewer than minRequests requests judges noise: its checks are no data (a
+    check that found no data keeps its own reason, which says more)."""
     served = obs.traffic.new_requests if obs.traffic is not None else None
     least = spec.analysis.min_requests
     if served is None or served >= least:
         return checks
     why = f"{served:.0f} requests in the window, fewer than minRequests {least}"
-    return tuple(replace(c, value=None, outcome="noData", note=why) for c in checks)
+    return tuple(
+        c if c.outcome == "noData" else replace(c, value=None, outcome="noData", note=why)
+        for c in checks
+    )
 
 
 def _result(

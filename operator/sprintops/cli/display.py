@@ -83,14 +83,22 @@ def summary(obj: dict[str, Any], traffic: dict[str, Weights | None]) -> Group:
     """Time per step, then the final weights as read back from each system."""
     status = SprintReleaseStatus.model_validate(obj.get("status") or {})
     steps = Table(title=f"{obj['metadata']['name']}: {status.phase}")
-    for column in ("step", "weight", "started", "baked (s)"):
+    for column in ("step", "weight", "started", "traffic arrived (s)", "baked (s)"):
         steps.add_column(column, justify="right" if column != "started" else "left")
+
+    def between(since: str | None, until: str | None) -> str:
+        if since is None or until is None:
+            return "-"
+        return f"{(parse_timestamp(until) - parse_timestamp(since)).total_seconds():.2f}"
+
     for i, step in enumerate(status.steps, 1):
-        baked = "-"
-        if step.completed_at:
-            delta = parse_timestamp(step.completed_at) - parse_timestamp(step.started_at)
-            baked = f"{delta.total_seconds():.2f}"
-        steps.add_row(f"{i}/{len(status.steps)}", f"{step.weight}%", step.started_at, baked)
+        steps.add_row(
+            f"{i}/{len(status.steps)}",
+            f"{step.weight}%",
+            step.started_at,
+            between(step.started_at, step.baked_from),
+            between(step.baked_from, step.completed_at),
+        )
     final = Table(title="final weights, read back")
     final.add_column("source")
     final.add_column("even", justify="right")
