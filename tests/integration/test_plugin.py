@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -31,31 +32,35 @@ ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 def kubectl_sprint(
     env: Env, *args: str, kubeconfig_path: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
+    config = str(kubeconfig_path or env.layout.kubeconfig)
+    flags = ["--kubeconfig", config, "--context", "mgmt", "-n", "releases"]
+    return _run(env, [*flags, *args], timeout, {"COLUMNS": "200"})
+
+
+def typed(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    """As a kubectl user types it, off a terminal: global flags after the command."""
+    return _run(env, [*args, "--kubeconfig", str(env.layout.kubeconfig)], 60, {})
+
+
+def _run(
+    env: Env, argv: list[str], timeout: float, extra: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join(
         [str(Path(sys.executable).parent), env.state.bin_dir, os.environ["PATH"]]
     )
+    environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     return subprocess.run(
-        [
-            "kubectl",
-            "sprint",
-            "--kubeconfig",
-            str(kubeconfig_path or env.layout.kubeconfig),
-            "--context",
-            "mgmt",
-            "-n",
-            "releases",
-            *args,
-        ],
+        ["kubectl", "sprint", *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PATH": path, "COLUMNS": "200"},
+        env={**environ, "PATH": path, **extra},
         check=False,
     )
 
 
 def test_list_status_history(env: Env, operator: Operator, release_of: ReleaseOf) -> None:
-    doc, _ = release_of("plugin-basics", analysis__bakeTime="2s")
+    doc, _ = release_of("plugin-basics-with-a-name-long-enough-to-be-cut", analysis__bakeTime="2s")
     name = doc["metadata"]["name"]
     env.create(doc)
     wait_phase(env, name, {"Succeeded"}, timeout=90)
@@ -80,6 +85,19 @@ def test_list_status_history(env: Env, operator: Operator, release_of: ReleaseOf
     assert all(r["verdict"] in {"pass", "hold"} for r in history)
     table = kubectl_sprint(env, "history", name)
     assert "request-duration-p99" in table.stdout and "<= 500" in table.stdout
+    # Flags after the command; nothing cut, off a terminal 80 columns wide.
+    wide = typed(env, "list", "--context", "mgmt", "-n", "releases", "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    line = next(line for line in wide.stdout.splitlines() if name in line)
+    assert "…" not in wide.stdout and "sprint 42 takes all traffic on even" in line, line
+    assert len(line) > 80
+    history_typed = typed(env, "history", name, "-n", "releases", "--context", "mgmt")
+    assert history_typed.returncode == 0, history_typed.stderr
+    assert "…" not in history_typed.stdout
+    stamps = re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z", history_typed.stdout)
+    assert len(stamps) >= 3 and "server-errors-per-second" in history_typed.stdout
+    as_json = typed(env, "status", name, "-o", "json", "--context", "mgmt", "-n", "releases")
+    assert json.loads(as_json.stdout)["phase"] == "Succeeded", as_json.stderr
 
 
 def test_watch_exit_codes(env: Env, operator: Operator, release_of: ReleaseOf) -> None:

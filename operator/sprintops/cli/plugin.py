@@ -6,7 +6,9 @@
     kubectl sprint pause|resume|abort NAME
     kubectl sprint promote NAME [--force]
 
-Global: --kubeconfig, --context, -n/--namespace, -o/--output table|json|yaml.
+Global flags, before or after the command: --kubeconfig, --context, -n/--namespace,
+-o/--output table|wide|json|yaml. Tables are never cut: names, times and notes print whole
+(a terminal wraps long lines; a pipe gets them as they are).
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ from sprintops.api import SprintReleaseStatus
 from sprintops.cli.display import observed, progress_panel
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+# Rich cuts a table to the console's width (80 off a terminal); kubectl never does.
+UNBOUNDED = 1 << 16
+TABLES = ("table", "wide")
+
+
+def _table(*columns: str) -> Table:
+    """A kubectl-style table: no box, no padding at the edges, no column ever cut."""
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
 
 
 class PluginError(Exception):
@@ -155,20 +168,22 @@ def cmd_list(s: Session, args: argparse.Namespace, console: Console) -> int:
                 "_observed": observed(st),
             }
         )
-    if args.output != "table":
+    if args.output not in TABLES:
         rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
         _emit(rows, args.output, console)
         return EXIT_OK
     if not rows:
         console.print(f"No sprintreleases in namespace {s.namespace!r}.")
         return EXIT_OK
-    table = Table(box=None)
-    columns = ("NAMESPACE", "NAME", "SPRINT", "TARGET", "PHASE", "STEP", "WEIGHTS (even/odd)")
-    for column in (*columns, "OBSERVED %"):
-        table.add_column(column)
-    for r in rows:
+    wide = args.output == "wide"
+    columns = ["NAMESPACE", "NAME", "SPRINT", "TARGET", "PHASE", "STEP", "WEIGHTS (even/odd)"]
+    columns.append("OBSERVED % (even/odd)")
+    if wide:
+        columns += ["PREVIOUS", "STEP STARTED", "MESSAGE"]
+    table = _table(*columns)
+    for r, obj in zip(rows, items, strict=True):
         w = r["weights"]
-        table.add_row(
+        cells = [
             r["namespace"],
             r["name"],
             str(r["sprint"]),
@@ -177,7 +192,11 @@ def cmd_list(s: Session, args: argparse.Namespace, console: Console) -> int:
             r["step"] or "-",
             f"{w['even']}/{w['odd']}" if w else "-",
             r["_observed"],
-        )
+        ]
+        if wide:
+            st = _status(obj)
+            cells += [st.previous_cluster or "-", st.step_started_at or "-", st.message or ""]
+        table.add_row(*cells)
     console.print(table)
     return EXIT_OK
 
@@ -193,7 +212,7 @@ def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
     obj = s.get(args.name)
     st = _status(obj)
     events = s.events(obj)
-    if args.output != "table":
+    if args.output not in TABLES:
         _emit(
             {
                 "name": obj["metadata"]["name"],
@@ -216,24 +235,21 @@ def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
         )
         return EXIT_OK
     console.print(progress_panel(obj))
-    checks = Table(title="last checks", box=None)
-    for column in ("METRIC", "VALUE", "THRESHOLD", "VERDICT", "NOTE"):
-        checks.add_column(column)
+    checks = _table("METRIC", "VALUE", "THRESHOLD", "VERDICT", "NOTE")
+    checks.title = "last checks"
     for r in _latest_checks(st):
         value = "-" if r.get("value") is None else f"{r['value']:.4g}"
         checks.add_row(r["metric"], value, r["threshold"], r["verdict"], r.get("note", ""))
     console.print(checks)
-    conditions = Table(title="conditions", box=None)
-    for column in ("TYPE", "STATUS", "REASON", "MESSAGE"):
-        conditions.add_column(column)
+    conditions = _table("TYPE", "STATUS", "REASON", "MESSAGE")
+    conditions.title = "conditions"
     for c in st.conditions:
         conditions.add_row(c.type, c.status, c.reason, c.message)
     console.print(conditions)
-    recent = Table(title="events", box=None)
-    for column in ("TYPE", "REASON", "MESSAGE"):
-        recent.add_column(column)
+    recent = _table("TIME", "TYPE", "REASON", "MESSAGE")
+    recent.title = "events"
     for e in events:
-        recent.add_row(e["type"], e["reason"], e["message"])
+        recent.add_row(e["time"], e["type"], e["reason"], e["message"])
     console.print(recent)
     return EXIT_OK
 
@@ -241,12 +257,10 @@ def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
 def cmd_history(s: Session, args: argparse.Namespace, console: Console) -> int:
     st = _status(s.get(args.name))
     rows = [r.model_dump(by_alias=True, exclude_none=True) for r in st.analysis]
-    if args.output != "table":
+    if args.output not in TABLES:
         _emit(rows, args.output, console)
         return EXIT_OK
-    table = Table(box=None)
-    for column in ("TIME", "STEP", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "NOTE"):
-        table.add_column(column)
+    table = _table("TIME", "STEP", "METRIC", "VALUE", "THRESHOLD", "VERDICT", "NOTE")
     for r in rows:
         value = "-" if r.get("value") is None else f"{r['value']:.4g}"
         step = "-" if r.get("stepIndex") is None else str(r["stepIndex"] + 1)
@@ -291,32 +305,48 @@ def _control(verb: controls.Verb) -> Callable[[Session, argparse.Namespace, Cons
     return run
 
 
+def _global_flags() -> argparse.ArgumentParser:
+    """kubectl's global flags, accepted before and after the command. Only a flag given sets
+    its value (SUPPRESS), so a command's copy never overwrites one given before it."""
+    flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    flags.add_argument(
+        "--kubeconfig", help="path to the kubeconfig (default: KUBECONFIG or ~/.kube/config)"
+    )
+    flags.add_argument("--context", help="kubeconfig context")
+    flags.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    flags.add_argument(
+        "-o", "--output", choices=["table", "wide", "json", "yaml"], help="default: table"
+    )
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl sprint",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_global_flags()],
     )
-    parser.add_argument(
-        "--kubeconfig", help="path to the kubeconfig (default: KUBECONFIG or ~/.kube/config)"
-    )
-    parser.add_argument("--context", help="kubeconfig context")
-    parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    # On the top parser's own copy of the flags: parents share their actions, and the
+    # commands' copies must keep SUPPRESS.
+    parser.set_defaults(kubeconfig=None, context=None, namespace=None, output="table")
+    flags = _global_flags()
     sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("list", help="releases with sprint, target, phase, step and weights")
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[flags], **kwargs)
+
+    listing = command("list", help="releases with sprint, target, phase, step and weights")
     listing.add_argument("-A", "--all-namespaces", action="store_true")
     listing.set_defaults(func=cmd_list)
     for name, fn, text in (
         ("status", cmd_status, "phase, step, weights, last checks, conditions, events"),
         ("history", cmd_history, "check results over time"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = command(name, help=text)
         p.add_argument("name")
         p.set_defaults(func=fn)
-    watch = sub.add_parser(
-        "watch", help="live progress until a terminal phase; exit 0 only on Succeeded"
-    )
+    watch = command("watch", help="live progress until a terminal phase; exit 0 only on Succeeded")
     watch.add_argument("name")
     watch.add_argument("--interval", type=float, default=0.5)
     watch.add_argument(
@@ -330,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("promote", "skip the remaining bakes (never a failing check, unless --force)"),
     )
     for verb, text in verbs:
-        p = sub.add_parser(verb, help=text)
+        p = command(verb, help=text)
         p.add_argument("name")
         if verb == "promote":
             p.add_argument("--force", action="store_true", help="also skip failing checks")
@@ -340,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    # Live progress redraws in place, so it keeps to the terminal; everything else prints
+    # whole, as kubectl does.
+    console = Console() if args.command == "watch" else Console(width=UNBOUNDED)
     try:
         code: int = args.func(Session(args), args, console)
     except PluginError as exc:
