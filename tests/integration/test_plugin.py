@@ -34,12 +34,12 @@ def kubectl_sprint(
 ) -> subprocess.CompletedProcess[str]:
     config = str(kubeconfig_path or env.layout.kubeconfig)
     flags = ["--kubeconfig", config, "--context", "mgmt", "-n", "releases"]
-    return _run(env, [*flags, *args], timeout, {"COLUMNS": "200"})
+    return _run(env, ["sprint", *flags, *args], timeout, {"COLUMNS": "200"})
 
 
 def typed(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
     """As a kubectl user types it, off a terminal: global flags after the command."""
-    return _run(env, [*args, "--kubeconfig", str(env.layout.kubeconfig)], 60, {})
+    return _run(env, ["sprint", *args, "--kubeconfig", str(env.layout.kubeconfig)], 60, {})
 
 
 def _run(
@@ -50,7 +50,7 @@ def _run(
     )
     environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     return subprocess.run(
-        ["kubectl", "sprint", *argv],
+        ["kubectl", *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -98,6 +98,14 @@ def test_list_status_history(env: Env, operator: Operator, release_of: ReleaseOf
     assert len(stamps) >= 3 and "server-errors-per-second" in history_typed.stdout
     as_json = typed(env, "status", name, "-o", "json", "--context", "mgmt", "-n", "releases")
     assert json.loads(as_json.stdout)["phase"] == "Succeeded", as_json.stderr
+    # Completion through kubectl's own (what its bash and zsh scripts call): release names
+    # from the namespace and context typed so far.
+    flags = ["--kubeconfig", str(env.layout.kubeconfig), "--context", "mgmt", "-n", "releases"]
+    completed = _run(env, ["__complete", "sprint", "status", *flags, name[:20]], 60, {})
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [name, ":4"], completed.stdout
+    verbs = _run(env, ["__complete", "sprint", "pa"], 60, {}).stdout.splitlines()
+    assert verbs[0].startswith("pause\t") and verbs[-1] == ":4", verbs
 
 
 def test_watch_exit_codes(env: Env, operator: Operator, release_of: ReleaseOf) -> None:
