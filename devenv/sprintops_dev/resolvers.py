@@ -69,11 +69,11 @@ class Resolvers:
         weight 0 nothing moves: Route 53 has no answer to give."""
         total = sum(weights.values())
         split = {c: w / total for c, w in weights.items()} if total else None
+        if not self._cohorts and split is None:  # no answer yet: nobody has a cluster
+            return dict.fromkeys(weights, 0.0)
         if ttl != self._ttl:  # a new TTL (or the first call): clients already settled
             self._ttl = ttl
-            settled = split or {c: 1 / len(weights) for c in weights}
-            if self._cohorts:
-                settled = self._split()
+            settled = self._split() if self._cohorts else split or {}
             self._cohorts = [
                 _Cohort(max(ttl, 1e-3), 1.0 - self.keepalive_share),
                 _Cohort(max(ttl, self.keepalive_seconds, 1e-3), self.keepalive_share),

@@ -422,6 +422,13 @@ class Analysis(Model):
                 "spec.analysis.interval must not be longer than spec.analysis.bakeTime",
                 ".interval",
             ),
+            (
+                "duration(self.interval) + duration(self.bakeTime)"
+                " <= duration(self.progressDeadline)",
+                "spec.analysis.progressDeadline must leave room for one interval and the bake: "
+                "a step's bake starts at a check round, once its traffic has arrived",
+                ".progressDeadline",
+            ),
         )
     )
 

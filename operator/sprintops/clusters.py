@@ -70,6 +70,12 @@ class KubeconfigSecrets:
         if cached and time.monotonic() - cached[1] < self.fresh:
             return cached[0]
         token = self._read(namespace, ref.name, ref.key)[1].strip()
+        if not token or any(c.isspace() or not c.isprintable() for c in token):
+            # Never the value: it would reach status through the error.
+            raise ClusterError(
+                f"Secret {namespace}/{ref.name} key {ref.key!r} does not hold a bearer token "
+                "(empty, or whitespace or control characters inside)"
+            )
         self._tokens[(namespace, ref.name, ref.key)] = (token, time.monotonic())
         return token
 

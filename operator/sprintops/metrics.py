@@ -116,6 +116,9 @@ def record(key: tuple[str, str], old: SprintReleaseStatus, new: SprintReleaseSta
             share = getattr(seen, cluster)
             if share is not None:
                 OBSERVED.labels(namespace, name, cluster).set(share)
+            else:  # unknown now: absent, not the last value
+                with contextlib.suppress(KeyError):
+                    OBSERVED.remove(namespace, name, cluster)
     if new.phase == "RollingBack" and old.phase != "RollingBack":
         reason = next((c.reason for c in new.conditions if c.type == "Degraded"), "Unknown")
         ROLLBACKS.labels(reason).inc()

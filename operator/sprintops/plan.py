@@ -160,8 +160,13 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
 
 def _arrived(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | None:
     """An Event when a step's traffic arrived and its bake began, after a wait."""
-    waited = (before.message or "").startswith(WAITING)
-    if not waited or after.bake_started_at in (None, before.bake_started_at):
+    if after.bake_started_at in (None, before.bake_started_at) or before.bake_started_at:
+        return None
+    # Waited: an earlier round of this step saw the share short.
+    seen, step = before.observed_traffic, after.step_started_at
+    if seen is None or step is None or step != before.step_started_at:
+        return None
+    if parse_timestamp(seen.time) < parse_timestamp(step):
         return None
     return Emit("Normal", "TrafficArrived", after.message or "")
 
@@ -217,6 +222,8 @@ def _plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observation
             failed = _checks_failed(spec, status, obs)
             if failed is not None:
                 return failed
+            if obs.traffic is not None:
+                status = _record_traffic(spec, status, obs, obs.traffic)
         return _held(spec, status, obs)
     if status.phase in (None, "Pending"):
         return _start(spec, status, obs)
@@ -253,13 +260,14 @@ def route53_readback_due(
     """Whether the caller should read Route 53 back before planning: once per step (the
     step's start time is `verified_step` once done), after its bake, before the gate can
     pass. More traffic never moves on top of a hand edit, and the API budget holds."""
-    started = status.step_started_at
+    started, baking = status.step_started_at, status.bake_started_at
     return (
         status.phase == "Progressing"
         and status.weights is not None
         and started is not None
+        and baking is not None
         and verified_step != started
-        and (now - parse_timestamp(started)).total_seconds() >= seconds(spec.analysis.bake_time)
+        and (now - parse_timestamp(baking)).total_seconds() >= seconds(spec.analysis.bake_time)
     )
 
 
@@ -428,6 +436,12 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         return _start_step(spec, status, obs, want)
     if paused_by_request(obs.requests):
         return _pause(status, obs, "paused by request", "PausedByRequest", "Normal")
+    legacy = status.last_check_at and status.observed_traffic is None
+    if status.bake_started_at is None and legacy:
+        # Rounds ran but none observed traffic: the status of an operator from before the
+        # wait, whose bake ran from the step's start. Keep that, or an upgrade mid-bake
+        # would start it over while the deadline runs on.
+        status = status.model_copy(update={"bake_started_at": step_started})
     if obs.checks is not None:
         status = _record_checks(spec, status, obs)
         failed = _checks_failed(spec, status, obs)
@@ -482,6 +496,12 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     return Plan(advanced, (SetWeights(weights),), 0)
 
 
+def _bake_at_once(spec: SprintReleaseSpec, weight: int, obs: Observations) -> str | None:
+    """With the wait turned off (the tolerance reaches the weight), the bake starts with
+    the step (or the resume): there is nothing to wait for."""
+    return timestamp(obs.now) if weight <= spec.analysis.traffic_tolerance else None
+
+
 def _record_traffic(
     spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, seen: TrafficSample
 ) -> SprintReleaseStatus:
@@ -501,7 +521,8 @@ def _record_traffic(
     if status.bake_started_at is None:
         weight = status.target_weight or 0
         step = f"step {status.step}" if status.step else "step"
-        if share is not None and share >= weight - spec.analysis.traffic_tolerance:
+        tolerance = spec.analysis.traffic_tolerance
+        if share is not None and abs(share - weight) <= tolerance:
             now = timestamp(obs.now)
             update["bake_started_at"] = now
             update["message"] = f"{step}: {share:.1f}% of {weight}% observed; the bake starts"
@@ -513,6 +534,8 @@ def _record_traffic(
         else:
             seen_text = f"{share:.1f}%" if share is not None else "no requests"
             why = f" ({seen.error})" if seen.error else ""
+            if share is not None and share > weight + tolerance:
+                why = " (more than the step sends: are the old cluster's requests missing?)"
             update["message"] = f"{WAITING}{seen_text} of {weight}% observed{why}"
     return status.model_copy(update=update)
 
@@ -524,8 +547,7 @@ def _start_step(
     index, steps = status.step_index or 0, spec.traffic.steps
     why = f"step {index + 1}/{len(steps)}: {target}={want.of(target)}% ({_fmt(want)})"
     now = timestamp(obs.now)
-    # With the wait turned off, the bake starts with the step.
-    bake = now if want.of(target) <= spec.analysis.traffic_tolerance else None
+    bake = _bake_at_once(spec, want.of(target), obs)
     started = status.model_copy(
         update={
             "step_started_at": timestamp(obs.now),
@@ -686,6 +708,7 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
             "pause_reason": None,
             "controls": handled,
             **_CHECKS_START_OVER,
+            "bake_started_at": _bake_at_once(spec, status.target_weight or 0, obs),
         }
     )
     return Plan(resumed, (Emit("Normal", "Resumed", why),), seconds(spec.analysis.interval))

@@ -88,8 +88,11 @@ def _query(
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:200]
         raise PrometheusError(f"HTTP {exc.code}: {detail}") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise PrometheusError(f"unreachable ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:  # a bad answer, or a header the token broke: its type only,
+        # as the text may quote the token
+        raise PrometheusError(f"unusable request or answer ({type(exc).__name__})") from None
     if body.get("status") != "success":
         raise PrometheusError(f"{body.get('errorType')}: {body.get('error')}")
     if body["data"]["resultType"] != kind:
