@@ -5,6 +5,7 @@
     kubectl sprint watch NAME         (exit 0 on Succeeded, 1 on RolledBack/Failed)
     kubectl sprint pause|resume|abort NAME
     kubectl sprint promote NAME [--force]
+    kubectl sprint dashboard [--read-only] [--port 3100]   (a web page, live)
 
 Global flags, before or after the command: --kubeconfig, --context, -n/--namespace,
 -o/--output table|wide|json|yaml. Tables are never cut: names, times and notes print whole
@@ -289,6 +290,33 @@ def cmd_watch(s: Session, args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK if st.phase == "Succeeded" else EXIT_FAILED
 
 
+def cmd_dashboard(s: Session, args: argparse.Namespace, console: Console) -> int:
+    """Serves the dashboard until interrupted (imported here: no other command needs it)."""
+    from aiohttp import web
+
+    from sprintops.dashboard.kube import KubeBackend, default_contexts
+    from sprintops.dashboard.server import Settings, hosts_for, make_app
+
+    contexts = default_contexts(args.kubeconfig)
+    for pair in args.cluster_context or []:
+        cluster, _, context = pair.partition("=")
+        if cluster not in api.CLUSTERS or not context:
+            raise PluginError(f"--cluster-context {pair!r}: expected even=CONTEXT or odd=CONTEXT")
+        contexts[cluster] = context
+    if args.namespace is None:  # every namespace, unless one is named
+        s.all_namespaces = True
+    settings = Settings(
+        read_only=args.read_only,
+        hosts=hosts_for(args.address, args.port, tuple(args.allow_host or ())),
+    )
+    app = make_app(KubeBackend(s, args.kubeconfig, contexts), settings)
+    mode = " (read-only)" if args.read_only else ""
+    scope = "all namespaces" if s.all_namespaces else f"namespace {s.namespace}"
+    console.print(f"sprintops dashboard{mode} on http://{args.address}:{args.port}/ ({scope})")
+    web.run_app(app, host=args.address, port=args.port, print=None, handle_signals=True)
+    return EXIT_OK
+
+
 def _control(verb: controls.Verb) -> Callable[[Session, argparse.Namespace, Console], int]:
     def run(s: Session, args: argparse.Namespace, console: Console) -> int:
         force = bool(getattr(args, "force", False))
@@ -353,6 +381,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=0, help="give up after this many seconds (0: never)"
     )
     watch.set_defaults(func=cmd_watch)
+    board = command("dashboard", help="a web page of the releases, live, with the actions")
+    board.add_argument("--address", default="127.0.0.1", help="listen address (loopback)")
+    board.add_argument("--port", type=int, default=3100)
+    board.add_argument("--read-only", action="store_true", help="no actions: view only")
+    board.add_argument(
+        "--cluster-context",
+        action="append",
+        metavar="CLUSTER=CONTEXT",
+        help="the kubeconfig context that reaches a workload cluster (default: contexts "
+        "named even and odd)",
+    )
+    board.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="another Host name browsers use to reach it (a Service's, say)",
+    )
+    board.set_defaults(func=cmd_dashboard)
     verbs: tuple[tuple[controls.Verb, str], ...] = (
         ("pause", "hold at the current step"),
         ("resume", "continue a paused release (the bake restarts)"),
@@ -372,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Live progress redraws in place, so it keeps to the terminal; everything else prints
     # whole, as kubectl does.
-    console = Console() if args.command == "watch" else Console(width=UNBOUNDED)
+    console = Console() if args.command in ("watch", "dashboard") else Console(width=UNBOUNDED)
     try:
         code: int = args.func(Session(args), args, console)
     except PluginError as exc:
