@@ -58,7 +58,7 @@ class State:
     servers: dict[str, str] = field(default_factory=dict)
     route53_url: str = ""
     prometheus_url: str = ""
-    # Each workload cluster's own Prometheus (the one above federates both).
+    # Each workload cluster's own Prometheus (the one above holds both, under the keys).
     cluster_prometheus: dict[str, str] = field(default_factory=dict)
     simulator_port: int = 0
     bin_dir: str = ""
@@ -267,12 +267,12 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
         config = _cluster_prometheus_config(state.simulator_port, MESH[cluster])
         (layout.root / f"{name}.yml").write_text(yaml.safe_dump(config))
     (layout.root / "prometheus.yml").write_text(
-        yaml.safe_dump(_federation_config(state.cluster_prometheus))
+        yaml.safe_dump(_default_prometheus_config(state.simulator_port))
     )
     step(
         f"starting Prometheus for even ({state.cluster_prometheus['even']}) and odd "
         f"({state.cluster_prometheus['odd']}), under their mesh names, and the operator's "
-        f"default one federating both under the keys ({state.prometheus_url}); all every 1s"
+        f"default one with both under the keys ({state.prometheus_url}); all every 1s"
     )
     for cluster in WORKLOAD_CLUSTERS:
         start_prometheus(layout, state, cluster)
@@ -419,9 +419,11 @@ def _cluster_prometheus_config(simulator_port: int, mesh_name: str) -> dict[str,
     }
 
 
-def _federation_config(clusters: dict[str, str]) -> dict[str, Any]:
-    """The operator's default Prometheus: both clusters' Istio series, federated, with each
-    mesh name rewritten to its key, which is what a release that names neither expects."""
+def _default_prometheus_config(simulator_port: int) -> dict[str, Any]:
+    """The operator's default Prometheus: both clusters' series, each mesh name rewritten to
+    its key, which is what a release that names neither expects. It scrapes the simulator
+    itself rather than federating the clusters' servers: one hop less of delay for the
+    share of traffic that a step's bake waits for."""
     rename = [
         {
             "source_labels": ["destination_cluster"],
@@ -429,19 +431,14 @@ def _federation_config(clusters: dict[str, str]) -> dict[str, Any]:
             "target_label": "destination_cluster",
             "replacement": cluster,
         }
-        for cluster in clusters
+        for cluster in WORKLOAD_CLUSTERS
     ]
     return {
         "global": _EVERY_SECOND,
         "scrape_configs": [
             {
-                "job_name": "federate",
-                "honor_labels": True,
-                "metrics_path": "/federate",
-                "params": {"match[]": ['{__name__=~"istio_.*"}']},
-                "static_configs": [
-                    {"targets": [url.removeprefix("http://") for url in clusters.values()]}
-                ],
+                "job_name": "istio-mesh",
+                "static_configs": [{"targets": [f"127.0.0.1:{simulator_port}"]}],
                 "metric_relabel_configs": rename,
             }
         ],

@@ -47,7 +47,13 @@ from sprintops.api import (
     parity_cluster,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
-from sprintops.health.checks import COMPARISON_CHECK, VERSUS, CheckOutcome, TrafficSample
+from sprintops.health.checks import (
+    COMPARISON_CHECK,
+    VERSUS,
+    CheckOutcome,
+    TrafficSample,
+    in_band,
+)
 
 BLOCKED_RETRY = 5.0
 BLOCKED_RETRY_MAX = 30.0
@@ -166,7 +172,7 @@ def _arrived(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | 
     seen, step = before.observed_traffic, after.step_started_at
     if seen is None or step is None or step != before.step_started_at:
         return None
-    if parse_timestamp(seen.time) < parse_timestamp(step):
+    if parse_timestamp(seen.time) <= parse_timestamp(step):
         return None
     return Emit("Normal", "TrafficArrived", after.message or "")
 
@@ -522,8 +528,14 @@ def _record_traffic(
         weight = status.target_weight or 0
         step = f"step {status.step}" if status.step else "step"
         tolerance = spec.analysis.traffic_tolerance
-        if share is not None and abs(share - weight) <= tolerance:
-            now = timestamp(obs.now)
+        if in_band(share, weight, tolerance):
+            # When it arrived, if Prometheus could say, else now (never before the step).
+            arrived = obs.now
+            if seen.reached_at is not None and status.step_started_at is not None:
+                step_started = parse_timestamp(status.step_started_at)
+                reached = dt.datetime.fromtimestamp(seen.reached_at, dt.UTC)
+                arrived = min(obs.now, max(step_started, reached))
+            now = timestamp(arrived)
             update["bake_started_at"] = now
             update["message"] = f"{step}: {share:.1f}% of {weight}% observed; the bake starts"
             if status.steps:

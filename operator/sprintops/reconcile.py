@@ -28,7 +28,13 @@ from sprintops.clusters import (
     translated,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
-from sprintops.health.prometheus import Source, observe_traffic, run_checks, run_comparison
+from sprintops.health.prometheus import (
+    Source,
+    Waiting,
+    observe_traffic,
+    run_checks,
+    run_comparison,
+)
 from sprintops.kube import merge_patch, object_path
 from sprintops.plan import (
     Action,
@@ -129,6 +135,14 @@ class Runtime:
             self.decisions,
         ):
             memory.pop(uid, None)
+
+
+def _waiting(spec: SprintReleaseSpec, status: SprintReleaseStatus) -> Waiting | None:
+    """The step's wait for its traffic, if it is still on."""
+    if status.bake_started_at is not None or status.step_started_at is None:
+        return None
+    since = parse_timestamp(status.step_started_at).timestamp()
+    return Waiting(since, status.target_weight or 0, spec.analysis.traffic_tolerance)
 
 
 def _drifted(where: str, found: Weights | None, want: Weights) -> str:
@@ -343,7 +357,14 @@ class Reconciler:
                 self._query_range(spec),
                 (since, obs.now.timestamp()),
             ),
-            asyncio.to_thread(observe_traffic, sources, spec, self._query_range(spec)),
+            asyncio.to_thread(
+                observe_traffic,
+                sources,
+                spec,
+                self._query_range(spec),
+                _waiting(spec, status),
+                obs.now.timestamp(),
+            ),
             return_exceptions=True,
         )
         if isinstance(checks, BaseException):

@@ -69,6 +69,12 @@ METRICS = "spec.analysis.metrics"
 CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
     ("steps-empty", _set("spec.traffic.steps", []), "spec.traffic.steps", "at least 1"),
     (
+        "deadline-without-room-for-the-bake",
+        _set(f"{ANALYSIS}.progressDeadline", "5s"),
+        f"{ANALYSIS}.progressDeadline",
+        "must leave room for one interval and the bake",
+    ),
+    (
         "cluster-prometheus-not-http",
         _set("spec.clusters.even.prometheus", {"address": "prom-even:9090"}),
         "spec.clusters.even.prometheus.address",
@@ -302,6 +308,7 @@ def test_rejected_with_field_path(
 def test_canonical_example_accepted_unchanged(env: Env, canonical_doc: Doc) -> None:
     created = _create(env, copy.deepcopy(canonical_doc))
     assert created["spec"]["sprint"] == 42
+
     # Nothing the manifest says is pruned or rewritten by the schema (defaults may add).
     def said(manifest: Any, stored: Any, path: str) -> None:
         if isinstance(manifest, dict):

@@ -79,20 +79,19 @@ def test_too_little_traffic_is_no_data(env: Env, operator: Operator, release_of:
     why = "requests in the window, fewer than minRequests 1000): counted as fail"
     assert any(why in note for note in failed), failed
     assert status["steps"][0]["weight"] == 10 and len(status["steps"]) == 1
-    served = status["observedTraffic"]["requests"]
-    assert 0 < served < 1000, status["observedTraffic"]
+    assert status["observedTraffic"]["requests"] < 1000, status["observedTraffic"]
 
 
 def _share_crossed(env: Env, service: str, floor: float, start: float, end: float) -> float:
     """When the new cluster's share of requests first reached `floor` percent, by a query of
-    our own on the default Prometheus (one sample a second)."""
+    our own on the default Prometheus (a sample every half second)."""
     sel = f'reporter="destination",destination_workload="{service}"'
     promql = (
         f'100 * sum(irate(istio_requests_total{{{sel},destination_cluster="even"}}[10s]))'
         f" / sum(irate(istio_requests_total{{{sel}}}[10s]))"
     )
     query = urllib.parse.urlencode(
-        {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "1"}
+        {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "0.5"}
     )
     with urllib.request.urlopen(f"{env.state.prometheus_url}/api/v1/query_range?{query}") as r:
         (series,) = json.load(r)["data"]["result"]
@@ -125,15 +124,18 @@ def test_the_bake_waits_for_the_traffic_with_ttl_60_unscaled(
     assert status.get("bakeStartedAt"), status
     started = parse_timestamp(status["stepStartedAt"])
     baked = parse_timestamp(status["bakeStartedAt"])
-    # Gradual: many readings between nothing and the band, rising.
+    # Gradual: many readings between nothing and the band, rising (each reading is the
+    # last two scrapes' rate, so it jitters around the rise).
     rising = [s for s in seen if 0.5 < s < 8]
-    assert len(rising) >= 5 and rising == sorted(rising), seen
+    assert len(rising) >= 5 and rising[-1] - rising[0] > 4, seen
+    half = len(rising) // 2
+    assert sum(rising[half:]) / (len(rising) - half) > sum(rising[:half]) / half + 2, seen
     assert (baked - started).total_seconds() > 30, (started, baked)
     # Our own reading of Prometheus: the share reached the band, then the bake began.
     crossed = _share_crossed(
         env, spec.service.name, 8.0, started.timestamp(), baked.timestamp() + 2
     )
-    assert started.timestamp() < crossed <= baked.timestamp() + 1.0, (started, crossed, baked)
+    assert started.timestamp() < crossed <= baked.timestamp() + 0.5, (started, crossed, baked)
     events = wait_events(env, name, lambda es: any(e.reason == "TrafficArrived" for e in es))
     arrived = [e.message for e in events if e.reason == "TrafficArrived"]
     assert arrived[0].startswith("step 1/3: ") and "of 10% observed; the bake starts" in arrived[0]

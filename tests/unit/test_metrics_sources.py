@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 
 from sprintops.api import SprintReleaseSpec, TokenSecretRef
-from sprintops.clusters import KubeconfigSecrets
+from sprintops.clusters import ClusterError, KubeconfigSecrets
 from sprintops.health.checks import looked_for
 from sprintops.health.prometheus import (
     PrometheusError,
@@ -174,3 +174,20 @@ def test_prometheus_errors_never_carry_the_token(prometheus: str) -> None:
         with pytest.raises(PrometheusError) as caught:
             instant_query(source, "up")
         assert TOKEN not in str(caught.value) and "wrong" not in str(caught.value)
+
+
+def test_a_token_that_would_break_its_header_is_refused_without_quoting_it() -> None:
+    secrets = KubeconfigSecrets(client.ApiClient())
+    for bad in ("", "CANARY-a\nb", "CANARY a", "CANARY\x00"):
+        secrets._read = lambda *_a, bad=bad: ("1", bad)  # type: ignore[method-assign]
+        with pytest.raises(ClusterError) as caught:
+            secrets.token("releases", TokenSecretRef(name="prom", key="token"))
+        assert "CANARY" not in str(caught.value) and "bearer token" in str(caught.value)
+    secrets._read = lambda *_a: ("2", "  CANARY-ok\n")  # type: ignore[method-assign]
+    assert secrets.token("releases", TokenSecretRef(name="prom2")) == "CANARY-ok"
+
+
+def test_a_broken_header_never_quotes_the_token(prometheus: str) -> None:
+    with pytest.raises(PrometheusError) as caught:
+        instant_query(Source("even", prometheus, "x", "CANARY-a\nb"), "up")
+    assert "CANARY" not in str(caught.value)

@@ -454,7 +454,11 @@ def test_route53_is_read_back_once_per_step_after_its_bake() -> None:
     spec = canonical_spec(analysis__bakeTime="60s")
     started = timestamp(T0)
     status = SprintReleaseStatus(
-        phase="Progressing", weights=Weights(even=10, odd=90), step_index=0, step_started_at=started
+        phase="Progressing",
+        weights=Weights(even=10, odd=90),
+        step_index=0,
+        step_started_at=started,
+        bake_started_at=started,
     )
     baking, baked = T0 + dt.timedelta(seconds=59), T0 + dt.timedelta(seconds=60)
     assert not route53_readback_due(spec, status, baking, None)
@@ -514,3 +518,89 @@ def test_a_change_of_the_comparison_verdict_is_an_event_naming_every_judgment() 
     assert not [a for a in same.actions if isinstance(a, Emit) and a.reason == "Compared"]
     worse = round_with("fail", "score 0 < 75")
     assert [a.message for a in worse.actions if isinstance(a, Emit) and a.reason == "Compared"]
+
+
+def _until(world: World, done: object) -> None:
+    for _ in range(200):
+        if callable(done) and done():
+            return
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    raise AssertionError("never happened")
+
+
+def test_the_bake_starts_when_prometheus_says_the_traffic_arrived() -> None:
+    """Not at the round that saw it: a round comes only every interval."""
+    world = World(canonical_spec(analysis__bakeTime="6s", analysis__interval="2s"))
+    _until(world, lambda: world.status.step_started_at is not None)
+    started = dt.datetime.fromisoformat(world.status.step_started_at or "")
+    world.reached = started + dt.timedelta(seconds=0.7)
+    _until(world, lambda: world.status.bake_started_at is not None)
+    assert world.status.bake_started_at == timestamp(started + dt.timedelta(seconds=0.7))
+    # Never before the step, never after the round.
+    world = World(canonical_spec(analysis__bakeTime="6s", analysis__interval="2s"))
+    world.reached = T0 - dt.timedelta(hours=1)
+    _until(world, lambda: world.status.bake_started_at is not None)
+    assert world.status.bake_started_at == world.status.step_started_at
+
+
+def test_a_share_far_above_the_step_waits_and_says_why() -> None:
+    world = World(canonical_spec(analysis__bakeTime="6s", analysis__progressDeadline="30s"))
+    world.observed_share = 100.0  # the old cluster's requests unseen
+    world.run()
+    assert world.status.phase == "RolledBack"
+    assert any(
+        (s.message or "").startswith("waiting for traffic: 100.0% of 10% observed (more than")
+        for s in world.history
+    )
+
+
+def test_the_wait_stays_off_after_a_resume() -> None:
+    world = World(canonical_spec(analysis__trafficTolerance=100, analysis__bakeTime="6s"))
+    world.arrived = 0.0
+    _until(world, lambda: world.status.step_started_at is not None)
+    world.requests = world.requests.model_copy(update={"pause": timestamp(world.now)})
+    _until(world, lambda: world.status.phase == "Paused")
+    world.now += dt.timedelta(seconds=5)
+    world.requests = world.requests.model_copy(update={"resume": timestamp(world.now)})
+    world.run()
+    assert world.status.phase == "Succeeded"
+
+
+def test_traffic_arrived_is_told_after_a_blocker_in_the_wait() -> None:
+    world = World(canonical_spec(analysis__bakeTime="6s"))
+    world.arrived = 3.0
+    _until(world, lambda: (world.status.message or "").startswith("waiting for traffic"))
+    world.blocker = "cluster odd unreachable"
+    for _ in range(2):
+        world.now += dt.timedelta(seconds=world.reconcile() or 0)
+    world.blocker, world.arrived = None, None
+    world.run()
+    assert [e.reason for e in world.events].count("TrafficArrived") == 1
+
+
+def test_route53_is_read_back_after_the_bake_not_during_the_wait() -> None:
+    spec = canonical_spec(analysis__bakeTime="6s")
+    world = World(spec)
+    world.arrived = 3.0
+    _until(world, lambda: (world.status.message or "").startswith("waiting for traffic"))
+    late = world.now + dt.timedelta(seconds=60)
+    assert not route53_readback_due(spec, world.status, late, None)
+
+
+def test_an_older_operators_status_keeps_its_bake_through_an_upgrade() -> None:
+    """Its rounds recorded no traffic: its bake ran from the step's start."""
+    world = World(
+        canonical_spec(
+            analysis__interval="30s", analysis__bakeTime="8m", analysis__progressDeadline="10m"
+        )
+    )
+    _until(world, lambda: world.status.bake_started_at is not None)
+    started = dt.datetime.fromisoformat(world.status.step_started_at or "")
+    world.now = started + dt.timedelta(minutes=7, seconds=30)
+    steps = [s.model_copy(update={"baked_from": None}) for s in world.status.steps]
+    world.status = world.status.model_copy(
+        update={"bake_started_at": None, "observed_traffic": None, "steps": steps}
+    )
+    world.crash()
+    world.run()
+    assert world.status.phase == "Succeeded", world.status.message

@@ -87,6 +87,10 @@ class World:
     # requests it served in a round's window.
     arrived: float | None = None
     served: float = 1000.0
+    # When Prometheus says the share came within the band, if it reads that back.
+    reached: dt.datetime | None = None
+    # What Prometheus reports whatever arrived (a cluster whose series are missing).
+    observed_share: float | None = None
     requests: Controls = field(default_factory=Controls)
     check_rounds: int = 0
     generation: int = 1
@@ -167,7 +171,10 @@ class World:
             )
             live = (self.route53 or Weights(even=0, odd=100)).of(target)
             share = live if self.arrived is None else min(self.arrived, live)
-            obs["traffic"] = TrafficSample(share, 100 - share, self.served)
+            if self.observed_share is not None:
+                share = self.observed_share
+            reached = self.reached.timestamp() if self.reached else None
+            obs["traffic"] = TrafficSample(share, 100 - share, self.served, reached_at=reached)
             down = [c for c in self.spec.traffic.istio.clusters if not self.reachable[c]]
             if down:
                 obs["blocker"] = "; ".join(f"cluster {c} unreachable" for c in down)

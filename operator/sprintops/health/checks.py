@@ -85,13 +85,26 @@ class TrafficSample:
     old_rate: float | None
     new_requests: float | None
     error: str = ""
+    # While a step waits for its traffic: when (epoch seconds) the share first came within
+    # the band, read back over the step so far; None if it has not.
+    reached_at: float | None = None
 
     def new_share(self) -> float | None:
         """Percent of the requests on the new cluster; None if unknown or no requests."""
         if self.new_rate is None or self.old_rate is None:
             return None
-        total = self.new_rate + self.old_rate
-        return None if total <= 0 or math.isnan(total) else 100 * self.new_rate / total
+        return share(self.new_rate, self.old_rate)
+
+
+def share(new_rate: float, old_rate: float) -> float | None:
+    """Percent of the requests on the new cluster; None without requests."""
+    total = new_rate + old_rate
+    return None if total <= 0 or math.isnan(total) else 100 * new_rate / total
+
+
+def in_band(observed: float | None, weight: float, tolerance: float) -> bool:
+    """Whether a step's traffic has arrived: the share within `tolerance` points of it."""
+    return observed is not None and abs(observed - weight) <= tolerance
 
 
 def query_for(metric: Metric | ComparisonMetric, values: dict[str, str]) -> str:

@@ -22,10 +22,12 @@ from sprintops.health.checks import (
     CheckOutcome,
     Outcome,
     TrafficSample,
+    in_band,
     judge,
     looked_for,
     query_for,
     render,
+    share,
     threshold,
 )
 from sprintops.health.judge import Classification, Direction, classify, score
@@ -125,31 +127,63 @@ def run_checks(source: Source, spec: SprintReleaseSpec, query_range: str) -> lis
     return _side_by_side(check, spec.analysis.metrics)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A step waiting for its traffic: since when, for what weight, within what band."""
+
+    since: float
+    weight: float
+    tolerance: float
+
+
 def observe_traffic(
-    sources: tuple[Source, Source], spec: SprintReleaseSpec, query_range: str
+    sources: tuple[Source, Source],
+    spec: SprintReleaseSpec,
+    query_range: str,
+    waiting: Waiting | None = None,
+    now: float | None = None,
 ) -> TrafficSample:
     """What really arrived: each cluster's request rate, and the new one's requests in the
-    window, queried side by side."""
-    queries = [
-        (sources[0], TRAFFIC_RATE),
-        (sources[1], TRAFFIC_RATE),
-        (sources[0], TRAFFIC_REQUESTS),
-    ]
+    window, queried side by side. While a step waits, also when its share first came within
+    the band, read back over the step so far: the bake then starts when the traffic
+    arrived, not at the round that happened to see it."""
 
-    def fetch(query: tuple[Source, str]) -> float | str:
-        source, template = query
+    def fetch(query: tuple[Source, str, bool]) -> float | dict[float, float] | str:
+        source, template, over_time = query
         promql = render(template, _values(spec, source, query_range))
         try:
+            if over_time and waiting is not None and now is not None:
+                step = max(0.5, (now - waiting.since) / MAX_SAMPLES)
+                found = range_query(source, promql, waiting.since, now, step)
+                return {float(t): float(v) for t, v in found[0]["values"]} if found else {}
             result = instant_query(source, promql)
         except PrometheusError as exc:
             return f"{source.cluster}: {exc}"
         # No series: nothing was ever served there under that name, which is no traffic.
         return float(result[0]["value"][1]) if len(result) == 1 else 0.0
 
+    queries = [
+        (sources[0], TRAFFIC_RATE, False),
+        (sources[1], TRAFFIC_RATE, False),
+        (sources[0], TRAFFIC_REQUESTS, False),
+    ]
+    if waiting is not None:
+        queries += [(sources[0], TRAFFIC_RATE, True), (sources[1], TRAFFIC_RATE, True)]
     answers = _side_by_side(fetch, queries)
-    values = [a if isinstance(a, float) else None for a in answers]
-    errors = [a for a in answers if isinstance(a, str)]
-    return TrafficSample(values[0], values[1], values[2], "; ".join(errors))
+    values = [a if isinstance(a, float) else None for a in answers[:3]]
+    errors = sorted({a for a in answers if isinstance(a, str)})
+    reached = None
+    if waiting is not None and isinstance(answers[3], dict) and isinstance(answers[4], dict):
+        new, old = answers[3], answers[4]
+        reached = next(
+            (
+                t
+                for t in sorted(new.keys() & old.keys())
+                if in_band(share(new[t], old[t]), waiting.weight, waiting.tolerance)
+            ),
+            None,
+        )
+    return TrafficSample(values[0], values[1], values[2], "; ".join(errors), reached)
 
 
 def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
