@@ -174,7 +174,10 @@ def _arrived(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | 
         return None
     if parse_timestamp(seen.time) <= parse_timestamp(step):
         return None
-    return Emit("Normal", "TrafficArrived", after.message or "")
+    now = after.observed_traffic
+    target = after.target_cluster or "even"
+    share = getattr(now, target) if now is not None else None
+    return Emit("Normal", "TrafficArrived", _arrival(after.step, share, after.target_weight or 0))
 
 
 def _compared(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | None:
@@ -257,23 +260,33 @@ def checks_due(spec: SprintReleaseSpec, status: SprintReleaseStatus, now: dt.dat
     return (now - last).total_seconds() >= seconds(spec.analysis.interval)
 
 
+def route53_readback_key(status: SprintReleaseStatus) -> str | None:
+    """Which read-back of the step this is: one while it waits for its traffic (a share that
+    never arrives may be Route 53 edited by hand), one after its bake."""
+    if status.step_started_at is None:
+        return None
+    return f"{status.step_started_at} {'baked' if status.bake_started_at else 'waiting'}"
+
+
 def route53_readback_due(
     spec: SprintReleaseSpec,
     status: SprintReleaseStatus,
     now: dt.datetime,
-    verified_step: str | None,
+    verified: str | None,
 ) -> bool:
-    """Whether the caller should read Route 53 back before planning: once per step (the
-    step's start time is `verified_step` once done), after its bake, before the gate can
-    pass. More traffic never moves on top of a hand edit, and the API budget holds."""
-    started, baking = status.step_started_at, status.bake_started_at
+    """Whether the caller should read Route 53 back before planning: after the bake, before
+    the gate can pass, and once earlier if the step has waited a whole bake for its traffic
+    (`verified` is the key of the last read-back done). More traffic never moves on top of
+    a hand edit, and the API budget holds: at most two reads a step."""
+    key = route53_readback_key(status)
+    since = status.bake_started_at or status.step_started_at
     return (
         status.phase == "Progressing"
         and status.weights is not None
-        and started is not None
-        and baking is not None
-        and verified_step != started
-        and (now - parse_timestamp(baking)).total_seconds() >= seconds(spec.analysis.bake_time)
+        and key is not None
+        and since is not None
+        and verified != key
+        and (now - parse_timestamp(since)).total_seconds() >= seconds(spec.analysis.bake_time)
     )
 
 
@@ -508,6 +521,11 @@ def _bake_at_once(spec: SprintReleaseSpec, weight: int, obs: Observations) -> st
     return timestamp(obs.now) if weight <= spec.analysis.traffic_tolerance else None
 
 
+def _arrival(step: str | None, share: float | None, weight: int) -> str:
+    seen = f"{share:.1f}%" if share is not None else "?"
+    return f"step {step or '?'}: {seen} of {weight}% observed; the bake starts"
+
+
 def _record_traffic(
     spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, seen: TrafficSample
 ) -> SprintReleaseStatus:
@@ -526,7 +544,6 @@ def _record_traffic(
     update: dict[str, object] = {"observed_traffic": observed}
     if status.bake_started_at is None:
         weight = status.target_weight or 0
-        step = f"step {status.step}" if status.step else "step"
         tolerance = spec.analysis.traffic_tolerance
         if in_band(share, weight, tolerance):
             # When it arrived, if Prometheus could say, else now (never before the step).
@@ -537,7 +554,7 @@ def _record_traffic(
                 arrived = min(obs.now, max(step_started, reached))
             now = timestamp(arrived)
             update["bake_started_at"] = now
-            update["message"] = f"{step}: {share:.1f}% of {weight}% observed; the bake starts"
+            routine = _arrival(status.step, share, weight)
             if status.steps:
                 update["steps"] = [
                     *status.steps[:-1],
@@ -548,7 +565,10 @@ def _record_traffic(
             why = f" ({seen.error})" if seen.error else ""
             if share is not None and share > weight + tolerance:
                 why = " (more than the step sends: are the old cluster's requests missing?)"
-            update["message"] = f"{WAITING}{seen_text} of {weight}% observed{why}"
+            routine = f"{WAITING}{seen_text} of {weight}% observed{why}"
+        # A drift found this step stays to be read (its Event keeps it too).
+        if not (status.message or "").startswith("drift"):
+            update["message"] = routine
     return status.model_copy(update=update)
 
 

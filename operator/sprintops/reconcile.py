@@ -49,6 +49,7 @@ from sprintops.plan import (
     plan,
     rollout_hash,
     route53_readback_due,
+    route53_readback_key,
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
 from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError, ZoneNotFound
@@ -436,7 +437,7 @@ class Reconciler:
         live = self.rt.route53.read(spec.traffic.route53)
         if live != want:
             return _drifted("Route 53", live, want)
-        self.rt.route53_verified[uid] = started
+        self.rt.route53_verified[uid] = route53_readback_key(status) or started
         return None
 
     def _sources(

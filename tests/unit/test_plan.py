@@ -16,6 +16,7 @@ from sprintops.plan import (
     SetWeights,
     plan,
     route53_readback_due,
+    route53_readback_key,
 )
 from tests.unit.world import T0, World, canonical_spec
 
@@ -463,7 +464,9 @@ def test_route53_is_read_back_once_per_step_after_its_bake() -> None:
     baking, baked = T0 + dt.timedelta(seconds=59), T0 + dt.timedelta(seconds=60)
     assert not route53_readback_due(spec, status, baking, None)
     assert route53_readback_due(spec, status, baked, None)
-    assert not route53_readback_due(spec, status, baked, started)  # this step was verified
+    assert not route53_readback_due(
+        spec, status, baked, route53_readback_key(status)
+    )  # this step was verified
     assert route53_readback_due(spec, status, baked, timestamp(T0 - dt.timedelta(minutes=5)))
     paused = status.model_copy(update={"phase": "Paused"})
     assert not route53_readback_due(spec, paused, baked, None)
@@ -578,13 +581,27 @@ def test_traffic_arrived_is_told_after_a_blocker_in_the_wait() -> None:
     assert [e.reason for e in world.events].count("TrafficArrived") == 1
 
 
-def test_route53_is_read_back_after_the_bake_not_during_the_wait() -> None:
+def test_route53_is_read_back_after_the_bake_and_once_in_a_long_wait() -> None:
+    """A share that never arrives may be Route 53 edited by hand: read it back once the
+    wait has lasted a bake; then again after the bake itself, before the gate."""
     spec = canonical_spec(analysis__bakeTime="6s")
     world = World(spec)
     world.arrived = 3.0
     _until(world, lambda: (world.status.message or "").startswith("waiting for traffic"))
-    late = world.now + dt.timedelta(seconds=60)
-    assert not route53_readback_due(spec, world.status, late, None)
+    waiting = world.status
+    started = dt.datetime.fromisoformat(waiting.step_started_at or "")
+    assert not route53_readback_due(spec, waiting, started + dt.timedelta(seconds=5), None)
+    assert route53_readback_due(spec, waiting, started + dt.timedelta(seconds=6), None)
+    done = route53_readback_key(waiting)
+    assert not route53_readback_due(spec, waiting, started + dt.timedelta(seconds=60), done)
+    baking = waiting.model_copy(
+        update={"bake_started_at": timestamp(started + dt.timedelta(seconds=9))}
+    )
+    assert not route53_readback_due(spec, baking, started + dt.timedelta(seconds=14), done)
+    assert route53_readback_due(spec, baking, started + dt.timedelta(seconds=15), done)
+    assert not route53_readback_due(
+        spec, baking, started + dt.timedelta(seconds=15), route53_readback_key(baking)
+    )
 
 
 def test_an_older_operators_status_keeps_its_bake_through_an_upgrade() -> None:
