@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?= -rs
 
-.PHONY: help venv prometheus binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos bench
+.PHONY: help venv prometheus chromium binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos bench
 
 help:
 	@echo "make demo      local environment + operator + the canonical release, live"
@@ -27,6 +27,13 @@ $(BIN)/.installed: pyproject.toml devenv/pyproject.toml
 venv: $(BIN)/.installed
 
 # A real Prometheus server from Debian's package, unless the user points at their own.
+chromium:
+	@if [ -z "$${SPRINTOPS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then \
+	  echo "installing Chromium (Debian package) for the dashboard's browser test"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
 prometheus:
 	@if [ -z "$${SPRINTOPS_PROMETHEUS_BIN:-}" ] && ! command -v prometheus >/dev/null; then \
 	  echo "installing Prometheus (Debian package)"; \
@@ -61,7 +68,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv prometheus binaries helm lint
+test: venv prometheus chromium binaries helm lint
 	@# The unit tests (CPU) run beside the integration tests (mostly waiting on the one local
 	@# environment they share); their report follows.
 	@mkdir -p .sprintops
