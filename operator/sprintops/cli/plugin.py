@@ -313,7 +313,8 @@ def cmd_dashboard(s: Session, args: argparse.Namespace, console: Console) -> int
     mode = " (read-only)" if args.read_only else ""
     scope = "all namespaces" if s.all_namespaces else f"namespace {s.namespace}"
     console.print(f"sprintops dashboard{mode} on http://{args.address}:{args.port}/ ({scope})")
-    web.run_app(app, host=args.address, port=args.port, print=None, handle_signals=True)
+    # Open event streams would otherwise hold a stop for a minute: they reconnect anyway.
+    web.run_app(app, host=args.address, port=args.port, print=None, shutdown_timeout=1)
     return EXIT_OK
 
 

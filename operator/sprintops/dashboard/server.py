@@ -231,10 +231,14 @@ async def _watching(app: web.Application) -> AsyncIterator[None]:
     def changed(obj: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(publish, obj)
 
-    watcher = loop.run_in_executor(None, state.backend.watch, stop, changed)
+    # A daemon thread, not the loop's executor: a watch blocks in a read the server must not
+    # wait for when it stops (Ctrl-C would hang until the watch's own timeout).
+    watcher = threading.Thread(
+        target=state.backend.watch, args=(stop, changed), name="watch", daemon=True
+    )
+    watcher.start()
     yield
     stop.set()
-    watcher.cancel()
 
 
 def make_app(backend: Backend, settings: Settings) -> web.Application:

@@ -12,7 +12,7 @@ from typing import Any
 from sprintops.api import CLUSTERS, CheckResult, SprintReleaseStatus
 from sprintops.durations import parse_timestamp
 
-WIDTH, HEIGHT, PAD = 560, 180, 36
+WIDTH, HEIGHT, PAD = 560, 180, 52
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "hold": "#9a6700"}
 PHASE_CLASS = {
     "Succeeded": "ok",
@@ -188,9 +188,9 @@ def _axes(low: float, high: float, unit: str) -> str:
         f'<line class="axis" x1="{PAD}" x2="{PAD}" y1="{top:.1f}" y2="{bottom:.1f}"/>'
         f'<line class="axis" x1="{PAD}" x2="{WIDTH - PAD}" y1="{bottom:.1f}" y2="{bottom:.1f}"/>'
         f'<text class="tick" x="{PAD - 4}" y="{top + 4:.1f}" text-anchor="end">'
-        f"{high:.4g}{unit}</text>"
+        f"{high:.3g}{unit}</text>"
         f'<text class="tick" x="{PAD - 4}" y="{bottom:.1f}" text-anchor="end">'
-        f"{low:.4g}{unit}</text>"
+        f"{low:.3g}{unit}</text>"
     )
 
 
@@ -223,8 +223,7 @@ def release_view(
     st = _status(obj)
     meta = obj["metadata"]
     phase = st.phase or "New"
-    live = _live(st)
-    clusters = "".join(_cluster_card(c, deployments.get(c), c == live) for c in CLUSTERS)
+    clusters = "".join(_cluster_card(c, deployments.get(c), _weight(st, c)) for c in CLUSTERS)
     steps = "".join(
         f"<tr><td>{i}</td><td>{s.weight}%</td><td>{_e(s.started_at)}</td>"
         f"<td>{_e(s.baked_from or '-')}</td><td>{_e(s.completed_at or '-')}</td>"
@@ -281,10 +280,11 @@ def release_view(
     )
 
 
-def _live(st: SprintReleaseStatus) -> str | None:
+def _weight(st: SprintReleaseStatus, cluster: str) -> int | None:
+    """The cluster's weight now: before any step, all on the previous cluster."""
     if st.weights is None:
-        return st.previous_cluster
-    return "even" if st.weights.even >= st.weights.odd else "odd"
+        return 100 if cluster == st.previous_cluster else None
+    return st.weights.of(cluster)  # type: ignore[arg-type]
 
 
 def _verdict_of(st: SprintReleaseStatus, index: int) -> str:
@@ -294,8 +294,8 @@ def _verdict_of(st: SprintReleaseStatus, index: int) -> str:
     return _e(rounds[-1].verdict) if rounds else "-"
 
 
-def _cluster_card(cluster: str, seen: Deployment | str | None, live: bool) -> str:
-    badge = '<span class="live">live</span>' if live else ""
+def _cluster_card(cluster: str, seen: Deployment | str | None, weight: int | None) -> str:
+    badge = f'<span class="live">live, {weight}%</span>' if weight else ""
     if isinstance(seen, Deployment):
         body = (
             f"<dl><dt>Sprint</dt><dd>{_e(seen.sprint)}</dd><dt>Image</dt>"
