@@ -108,7 +108,9 @@ def test_actions_need_the_pages_origin_and_token() -> None:
         assert backend.requested == []
         ok = await client.post(url, headers=GOOD, json={})
         assert ok.status == 200 and "pause requested" in (await ok.json())["message"]
-        forced = await client.post(url.replace("pause", "promote"), headers=GOOD, json={"force": 1})
+        forced = await client.post(
+            url.replace("pause", "promote"), headers=GOOD, json={"force": True}
+        )
         assert forced.status == 200
         assert backend.requested == [
             ("releases", "docs-sprint-42", "pause", False),
@@ -213,5 +215,55 @@ def test_a_check_chart_draws_its_threshold_and_verdicts() -> None:
 def test_it_listens_on_loopback_unless_told_otherwise() -> None:
     args = build_parser().parse_args(["dashboard"])
     assert (args.address, args.port, args.read_only) == ("127.0.0.1", 3100, False)
-    assert hosts_for("127.0.0.1", 3100) == {"127.0.0.1:3100", "localhost:3100"}
-    assert hosts_for("10.0.0.5", 80, ("sprintops.svc",)) == {"10.0.0.5:80", "sprintops.svc:80"}
+    assert hosts_for("127.0.0.1", 3100) == {"127.0.0.1:3100", "localhost:3100", "[::1]:3100"}
+    assert hosts_for("10.0.0.5", 443, ("sprintops.svc",)) == {"10.0.0.5:443", "sprintops.svc:443"}
+    # Browsers leave out port 80 and bracket IPv6.
+    assert "sprintops.svc" in hosts_for("10.0.0.5", 80, ("sprintops.svc",))
+    assert "[::1]:3100" in hosts_for("::1", 3100)
+
+
+def test_a_path_that_is_not_a_release_name_never_reaches_the_cluster() -> None:
+    """A decoded %2F or .. must not become part of an apiserver path."""
+
+    async def test(client: TestClient[Any, Any], backend: FakeBackend) -> None:
+        evil = "x%2F..%2F..%2Fapi%2Fv1%2Fnamespaces%2Fkube-system%2Fconfigmaps%2Fcfg"
+        for path in (
+            f"/api/releases/prod/{evil}/pause",
+            "/api/releases/Prod/docs/pause",
+        ):
+            refused = await client.post(path, headers=GOOD, json={})
+            assert refused.status == 404, path
+        page = await client.get(f"/releases/prod/{evil}", headers=GOOD)
+        assert page.status == 404
+        assert backend.requested == []
+        for body in (b"not json", b"[1]"):
+            bad = await client.post(
+                "/api/releases/releases/docs-sprint-42/promote", headers=GOOD, data=body
+            )
+            assert bad.status == 400
+        string_false = await client.post(
+            "/api/releases/releases/docs-sprint-42/promote", headers=GOOD, json={"force": "false"}
+        )
+        assert string_false.status == 200
+        assert backend.requested == [("releases", "docs-sprint-42", "promote", False)]
+        odd_token = await client.post(
+            "/api/releases/releases/docs-sprint-42/pause",
+            headers={**GOOD, "X-CSRF-Token": "T0K\u00e9".encode().decode("latin-1")},
+        )
+        assert odd_token.status == 403
+
+    _run(test)
+
+
+def test_charts_skip_times_that_do_not_parse() -> None:
+    obj = _release(3)
+    obj["status"]["steps"][1]["startedAt"] = "not-a-time"
+    obj["status"]["steps"][2]["startedAt"] = "2026-11-30T12:00:08"  # no zone
+    html = release_view(obj, {}, [{"type": None, "reason": "R", "message": None}], [], NOW)
+    assert "Weight on even" in html and ">None<" not in html
+    bad = CheckResult(
+        metric="m", value=1.0, threshold=">= inf", passed=True, verdict="pass", time="garbage"
+    )
+    good = bad.model_copy(update={"time": "2026-11-30T12:00:01Z", "threshold": ">= nan"})
+    svg = check_chart("m", [bad, good])
+    assert '="nan' not in svg and svg.count('class="verdict pass"') == 1

@@ -7,7 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from sprintops.cli.plugin import UNBOUNDED, _table, build_parser
+from sprintops.cli.display import progress_panel
+from sprintops.cli.plugin import UNBOUNDED, _table, build_parser, console_for
 
 
 @pytest.mark.parametrize(
@@ -53,3 +54,23 @@ def test_tables_print_every_cell_whole_off_a_terminal() -> None:
     text = out.getvalue()
     assert name in text and "2026-11-26T13:39:22.678123Z" in text and note in text
     assert "…" not in text and len(text.splitlines()[1]) > 80
+
+
+def test_text_from_the_cluster_is_printed_as_it_is_never_as_markup() -> None:
+    said = "Tried to create resource record set [name='docs.', set-identifier='even'] [/]"
+    for command in ("list", "status", "watch"):
+        out = io.StringIO()
+        console = console_for(command, out)
+        table = _table("MESSAGE")
+        table.add_row(said)
+        console.print(table)
+        console.print(said)
+        assert out.getvalue().count(said) == 2, out.getvalue()
+    obj = {
+        "metadata": {"namespace": "releases", "name": "r"},
+        "spec": {"sprint": 42, "traffic": {"steps": [10, 50, 100]}},
+        "status": {"phase": "Progressing", "message": said},
+    }
+    out = io.StringIO()
+    Console(file=out, width=400).print(progress_panel(obj))  # the demo's console: markup on
+    assert said in out.getvalue()

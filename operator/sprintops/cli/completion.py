@@ -9,7 +9,9 @@ come from the plugin's own parser, and release names from the cluster the flags 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 from collections.abc import Callable
 
 from sprintops.cli.plugin import PluginError, Session, build_parser
@@ -60,11 +62,19 @@ def _is_flag_value(words: list[str], i: int) -> bool:
     return words[i].startswith("-") or (i > 0 and words[i - 1] in GLOBAL_VALUES)
 
 
-def release_names(args: argparse.Namespace) -> list[str]:
-    try:
-        return sorted(r["metadata"]["name"] for r in Session(args).releases())
-    except PluginError:
-        return []
+def release_names(args: argparse.Namespace, deadline: float = 3.0) -> list[str]:
+    """The namespace's releases, or none if the cluster does not answer by `deadline`
+    seconds: a TAB must not hang (the client's own retries would take a dozen)."""
+    found: list[str] = []
+
+    def read() -> None:
+        with contextlib.suppress(PluginError):
+            found.extend(sorted(r["metadata"]["name"] for r in Session(args, deadline).releases()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(deadline)
+    return found if not reader.is_alive() else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,8 +73,8 @@ def progress_panel(
         table.add_row("observed", f"{share}  (at {seen.time})")
     for source, w in (traffic or {}).items():
         table.add_row(source, _weights(w))
-    if status.message:
-        table.add_row("message", status.message)
+    if status.message:  # plain text: "[...]" in a message is not markup
+        table.add_row("message", Text(status.message))
     title = "sprintops" + (f"  {elapsed:5.1f}s" if elapsed is not None else "")
     return Panel(table, title=title, expand=False)
 

@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import urllib3
 import yaml
@@ -52,7 +52,8 @@ class PluginError(Exception):
 
 
 class Session:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, timeout: float = 30.0) -> None:
+        self.timeout = timeout
         try:
             self.api = config.new_client_from_config(
                 config_file=args.kubeconfig, context=args.context
@@ -98,13 +99,19 @@ class Session:
         if self.all_namespaces:
             items = self.call(
                 "sprintreleases",
-                lambda: self.custom.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURAL),
+                lambda: self.custom.list_cluster_custom_object(
+                    api.GROUP, api.VERSION, api.PLURAL, _request_timeout=self.timeout
+                ),
             )
         else:
             items = self.call(
                 "sprintreleases",
                 lambda: self.custom.list_namespaced_custom_object(
-                    api.GROUP, api.VERSION, self.namespace, api.PLURAL
+                    api.GROUP,
+                    api.VERSION,
+                    self.namespace,
+                    api.PLURAL,
+                    _request_timeout=self.timeout,
                 ),
             )
         result: list[dict[str, Any]] = items["items"]
@@ -415,11 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console_for(command: str, file: IO[str] | None = None) -> Console:
+    """No markup: names, messages and notes come from the cluster, and "[...]" in them is
+    text to print, not style to apply (or a markup error to crash on). Live progress redraws
+    in place, so it keeps to the terminal; everything else prints whole, as kubectl does."""
+    if command in ("watch", "dashboard"):
+        return Console(file=file, markup=False)
+    return Console(file=file, width=UNBOUNDED, markup=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Live progress redraws in place, so it keeps to the terminal; everything else prints
     # whole, as kubectl does.
-    console = Console() if args.command in ("watch", "dashboard") else Console(width=UNBOUNDED)
+    console = console_for(args.command)
     try:
         code: int = args.func(Session(args), args, console)
     except PluginError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import secrets
 import threading
 from collections import defaultdict, deque
@@ -68,12 +69,12 @@ class _State:
     def record(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         observed = (obj.get("status") or {}).get("observedTraffic") or {}
-        even, odd = observed.get("even"), observed.get("odd")
-        if even is None or odd is None:
-            return
+        even, odd, time = observed.get("even"), observed.get("odd"), observed.get("time")
+        if not isinstance(even, int | float) or not isinstance(odd, int | float) or not time:
+            return  # nothing usable: the chart shows what was usable
         kept = self.seen[(meta["namespace"], meta["name"])]
-        if not kept or kept[-1].time != observed["time"]:
-            kept.append(Seen(observed["time"], float(even), float(odd)))
+        if not kept or kept[-1].time != time:
+            kept.append(Seen(str(time), float(even), float(odd)))
 
 
 STATE: web.AppKey[_State] = web.AppKey("state", _State)
@@ -113,8 +114,8 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin not in {f"http://{h}" for h in state.settings.hosts}:
             raise web.HTTPForbidden(text="cross-origin request refused")
-        token = request.headers.get("X-CSRF-Token", "")
-        if not secrets.compare_digest(token, state.settings.csrf):
+        token = request.headers.get("X-CSRF-Token", "").encode(errors="replace")
+        if not secrets.compare_digest(token, state.settings.csrf.encode()):
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
     response: web.StreamResponse = await handler(request)
     response.headers.setdefault(
@@ -131,8 +132,17 @@ async def _index(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
-async def _release_page(request: web.Request) -> web.Response:
+def _target(request: web.Request) -> tuple[str, str]:
+    """The release a path names, refused unless both parts are Kubernetes names: a decoded
+    `%2F` or `..` must never reach an apiserver path."""
     ns, name = request.match_info["namespace"], request.match_info["name"]
+    if not (_LABEL.fullmatch(ns) and _SUBDOMAIN.fullmatch(name)):
+        raise web.HTTPNotFound(text="not a SprintRelease's namespace and name")
+    return ns, name
+
+
+async def _release_page(request: web.Request) -> web.Response:
+    ns, name = _target(request)
     page = _page("release", request.app[STATE].settings, f"{ns}/{name}", f"{ns}/{name}")
     return web.Response(text=page, content_type="text/html")
 
@@ -145,7 +155,7 @@ async def _releases_fragment(request: web.Request) -> web.Response:
 
 async def _release_fragment(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    ns, name = request.match_info["namespace"], request.match_info["name"]
+    ns, name = _target(request)
     obj = await _call(state.backend.release, ns, name)
     state.record(obj)
     events, deployments = await asyncio.gather(
@@ -177,11 +187,17 @@ async def _action(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.settings.read_only:
         raise web.HTTPForbidden(text="read-only dashboard: actions are turned off")
-    ns, name, verb = (request.match_info[k] for k in ("namespace", "name", "verb"))
+    ns, name = _target(request)
+    verb = request.match_info["verb"]
     if verb not in VERBS:
         raise web.HTTPNotFound(text=f"no action {verb!r}")
-    body = await request.json() if request.can_read_body else {}
-    force = verb == "promote" and bool(body.get("force"))
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    force = verb == "promote" and body.get("force") is True
     try:
         token = await asyncio.to_thread(state.backend.request, ns, name, verb, force)
     except Refused as exc:
@@ -193,9 +209,10 @@ async def _action(request: web.Request) -> web.Response:
 async def _events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the namespace/name of every SprintRelease that changed."""
     state = request.app[STATE]
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    if request.method == "HEAD":
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
     state.subscribers.add(queue)
@@ -262,8 +279,19 @@ def make_app(backend: Backend, settings: Settings) -> web.Application:
 
 def hosts_for(address: str, port: int, extra: tuple[str, ...] = ()) -> frozenset[str]:
     """The Host headers a browser sends to this server: its address (and `localhost` for
-    loopback), with the port, plus any names the user adds (a Service, say)."""
+    loopback), with the port (none for 80), IPv6 in brackets, plus any names the user adds
+    (a Service, say)."""
     names = {address, *extra}
     if address in ("127.0.0.1", "::1", "localhost"):
-        names |= {"127.0.0.1", "localhost"}
-    return frozenset(f"{n}:{port}" for n in names)
+        names |= {"127.0.0.1", "localhost", "::1"}
+    hosts = set()
+    for name in names:
+        host = f"[{name}]" if ":" in name else name
+        hosts.add(f"{host}:{port}")
+        if port == 80:
+            hosts.add(host)
+    return frozenset(hosts)
+
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

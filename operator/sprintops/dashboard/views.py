@@ -4,13 +4,13 @@ objects. Pure: strings in, strings out, everything escaped, no script and no I/O
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 from sprintops.api import CLUSTERS, CheckResult, SprintReleaseStatus
-from sprintops.durations import parse_timestamp
 
 WIDTH, HEIGHT, PAD = 560, 180, 52
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "hold": "#9a6700"}
@@ -40,6 +40,16 @@ class Deployment:
     image: str
     ready: int
     desired: int
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    """A time from status, or None if it does not parse (a status written by hand, or under
+    an older schema); a time without a zone is UTC."""
+    try:
+        parsed = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _status(obj: dict[str, Any]) -> SprintReleaseStatus:
@@ -105,21 +115,22 @@ def weights_chart(obj: dict[str, Any], seen: Sequence[Seen], now: dt.datetime) -
     share that arrived (dots), over the release's time so far."""
     st = _status(obj)
     target = st.target_cluster or "even"
-    if not st.steps:
+    steps = [(t, s.weight) for s in st.steps if (t := _when(s.started_at)) is not None]
+    if not steps:
         return '<p class="empty">No step yet: the weights have not moved.</p>'
-    start = parse_timestamp(st.steps[0].started_at)
-    end = max(now, start + dt.timedelta(seconds=1))
+    start = min(t for t, _ in steps)
+    end = max(now, *(t for t, _ in steps), start + dt.timedelta(seconds=1))
     points: list[tuple[float, float]] = [(_x(start, start, end), _y(0, 0, 100))]
-    for step in st.steps:
-        at = _x(parse_timestamp(step.started_at), start, end)
-        points += [(at, points[-1][1]), (at, _y(step.weight, 0, 100))]
+    for t, weight in sorted(steps, key=lambda p: p[0]):
+        at = _x(t, start, end)
+        points += [(at, points[-1][1]), (at, _y(weight, 0, 100))]
     final = st.weights.of(target) if st.weights else st.steps[-1].weight
     points.append((_x(end, start, end), _y(final, 0, 100)))
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     dots = []
     for s in seen:
-        t = parse_timestamp(s.time)
-        if start <= t <= end:
+        t = _when(s.time)
+        if t is not None and start <= t <= end:
             share = s.even if target == "even" else s.odd
             dots.append(
                 f'<circle class="observed" cx="{_x(t, start, end):.1f}" '
@@ -142,13 +153,14 @@ def weights_chart(obj: dict[str, Any], seen: Sequence[Seen], now: dt.datetime) -
 
 def check_chart(metric: str, results: Sequence[CheckResult]) -> str:
     """One check's values over time, its threshold, and each round's verdict."""
-    valued = [r for r in results if r.value is not None]
+    timed = [(t, r) for r in results if (t := _when(r.time)) is not None]
+    valued = [(t, r) for t, r in timed if r.value is not None and math.isfinite(r.value)]
     if not valued:
         return _svg(f"{metric}: no values yet", f'<text x="{PAD}" y="{HEIGHT / 2}">no data</text>')
-    times = [parse_timestamp(r.time) for r in results]
+    times = [t for t, _ in timed]
     start, end = min(times), max(*times, min(times) + dt.timedelta(seconds=1))
     bounds = _threshold_values(results[-1].threshold)
-    values = [r.value for r in valued if r.value is not None] + bounds
+    values = [r.value for _, r in valued if r.value is not None] + bounds
     low, high = min(values), max(values)
     if low == high:
         low, high = low - 1, high + 1
@@ -159,8 +171,8 @@ def check_chart(metric: str, results: Sequence[CheckResult]) -> str:
             f'<line class="threshold" x1="{PAD}" x2="{WIDTH - PAD}" y1="{y:.1f}" y2="{y:.1f}">'
             f"<title>threshold {_e(results[-1].threshold)}</title></line>"
         )
-    for r in valued:
-        x, y = _x(parse_timestamp(r.time), start, end), _y(r.value or 0.0, low, high)
+    for t, r in valued:
+        x, y = _x(t, start, end), _y(r.value or 0.0, low, high)
         colour = VERDICT_COLOURS.get(r.verdict, "#57606a")
         body += (
             f'<circle class="verdict {r.verdict}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
@@ -176,9 +188,11 @@ def _threshold_values(threshold: str) -> list[float]:
         words = part.split()
         if len(words) == 2 and words[0] in (">=", "<="):
             try:
-                out.append(float(words[1]))
+                bound = float(words[1])
             except ValueError:
                 continue
+            if math.isfinite(bound):
+                out.append(bound)
     return out
 
 
@@ -243,8 +257,8 @@ def release_view(
         for c in st.conditions
     )
     event_rows = "".join(
-        f"<tr><td>{_e(e.get('time', ''))}</td><td>{_e(e['type'])}</td>"
-        f"<td>{_e(e['reason'])}</td><td>{_e(e['message'])}</td></tr>"
+        f"<tr><td>{_e(e.get('time') or '')}</td><td>{_e(e.get('type') or '')}</td>"
+        f"<td>{_e(e.get('reason') or '')}</td><td>{_e(e.get('message') or '')}</td></tr>"
         for e in events
     )
     observed = st.observed_traffic

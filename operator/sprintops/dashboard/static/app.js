@@ -5,13 +5,15 @@
 const body = document.body;
 const kind = body.dataset.kind;
 const target = body.dataset.target;
+// Each part encoded on its own: a name never becomes a path.
+const targetPath = target.split("/").map(encodeURIComponent).join("/");
 const readOnly = body.dataset.readOnly === "true";
 const csrf = document.querySelector('meta[name="sprintops-csrf"]').content;
 const content = document.getElementById("content");
 const live = document.getElementById("live");
 
 function fragmentUrl() {
-  return kind === "release" ? `/fragments/releases/${target}` : "/fragments/releases";
+  return kind === "release" ? `/fragments/releases/${targetPath}` : "/fragments/releases";
 }
 
 let pending = null;
@@ -54,7 +56,7 @@ async function act(button) {
   if (force && !window.confirm(`Promote ${target} now, skipping failing checks?`)) return;
   result.textContent = `${verb}${force ? " --force" : ""}…`;
   try {
-    const response = await fetch(`/api/releases/${target}/${verb}`, {
+    const response = await fetch(`/api/releases/${targetPath}/${encodeURIComponent(verb)}`, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify({ force }),
