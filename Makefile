@@ -68,12 +68,13 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv prometheus chromium binaries helm lint
-	@# The unit tests (CPU) run beside the integration tests (mostly waiting on the one local
-	@# environment they share); their report follows.
+test: venv prometheus chromium binaries helm
+	@# Lint and the unit tests (CPU) run beside the integration tests (mostly waiting on the
+	@# one local environment they share); their report follows.
 	@mkdir -p .sprintops
 	unit=0; integration=0; \
-	$(BIN)/pytest tests/unit -p no:cacheprovider $(PYTEST_ARGS) > .sprintops/unit-tests.log 2>&1 & \
+	( $(MAKE) --no-print-directory lint && \
+	  $(BIN)/pytest tests/unit -p no:cacheprovider $(PYTEST_ARGS) ) > .sprintops/unit-tests.log 2>&1 & \
 	pid=$$!; \
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS) || integration=$$?; \
 	wait $$pid || unit=$$?; \

@@ -103,8 +103,9 @@ def test_the_bake_waits_for_the_traffic_with_ttl_60_unscaled(
 ) -> None:
     """Clients resolve through caches that keep an answer for the record's 60 s TTL, and a
     tenth hold keep-alive connections for 90 s: the first step's share rises over about a
-    minute, and the bake starts only once it is within 2 points of 10%."""
-    doc, spec = release_of("dns-ttl-60", **PACE)
+    minute, and the bake starts only once it is within the band (5 points) of 10%."""
+    # A band of 5 points: the wait is about 30 s, not 50, and still a minute's TTL unscaled.
+    doc, spec = release_of("dns-ttl-60", **PACE, analysis__trafficTolerance=5)
     assert spec.traffic.route53.ttl == 60
     clients = environment.Dns(time_scale=1, keepalive_share=0.1, keepalive_seconds=90)
     environment.simulate(env.layout, spec, dns=clients)
@@ -126,14 +127,14 @@ def test_the_bake_waits_for_the_traffic_with_ttl_60_unscaled(
     baked = parse_timestamp(status["bakeStartedAt"])
     # Gradual: many readings between nothing and the band, rising (each reading is the
     # last two scrapes' rate, so it jitters around the rise).
-    rising = [s for s in seen if 0.5 < s < 8]
-    assert len(rising) >= 5 and rising[-1] - rising[0] > 4, seen
+    rising = [s for s in seen if 0.5 < s < 5]
+    assert len(rising) >= 5 and rising[-1] - rising[0] > 2.5, seen
     half = len(rising) // 2
     assert sum(rising[half:]) / (len(rising) - half) > sum(rising[:half]) / half + 2, seen
-    assert (baked - started).total_seconds() > 30, (started, baked)
+    assert (baked - started).total_seconds() > 20, (started, baked)
     # Our own reading of Prometheus: the share reached the band, then the bake began.
     crossed = _share_crossed(
-        env, spec.service.name, 8.0, started.timestamp(), baked.timestamp() + 2
+        env, spec.service.name, 5.0, started.timestamp(), baked.timestamp() + 2
     )
     assert started.timestamp() < crossed <= baked.timestamp() + 0.5, (started, crossed, baked)
     events = wait_events(env, name, lambda es: any(e.reason == "TrafficArrived" for e in es))
