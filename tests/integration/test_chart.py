@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from sprintops_dev.identities import service_account_token, token_kubeconfig
 from sprintops_dev.operator_process import OperatorProcess
 from tests.conftest import REPO
 from tests.integration.conftest import Env, Operator, wait_phase
+from tests.integration.test_dashboard import dashboard
 
 CHART = REPO / "charts/sprintops"
 NAMESPACE = "sprintops-system"
@@ -242,3 +246,83 @@ def test_operator_runs_with_only_the_charts_rbac(
     # A bare "403" would also match a timestamp's milliseconds.
     assert not re.search(r"Forbidden|(?<!,)\b403\b", text), text[-2000:]
     assert "sprintops started" in text
+
+
+def _dashboard_docs(helm: str) -> list[dict[str, Any]]:
+    rendered = _render(
+        helm, "webDashboard.enabled=true", "webDashboard.allowHosts={sprint.example}"
+    )
+    return [d for d in yaml.safe_load_all(rendered) if d["metadata"]["name"] == DASHBOARD]
+
+
+DASHBOARD = "sp-sprintops-dashboard"
+
+
+def test_the_in_cluster_dashboard_is_read_only_and_apart(helm: str) -> None:
+    """webDashboard.enabled: its own ServiceAccount, read-only verbs, its own pod labels."""
+    mine = _dashboard_docs(helm)
+    assert {d["kind"] for d in mine} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+    }
+    deployment = next(d for d in mine if d["kind"] == "Deployment")
+    operator_pods = next(d for d in yaml.safe_load_all(_render(helm)) if d["kind"] == "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector != operator_pods["spec"]["selector"]["matchLabels"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["command"] == ["kubectl-sprint"]
+    assert "--read-only" in container["args"] and "--allow-host=sprint.example" in container["args"]
+    role = next(d for d in mine if d["kind"] == "ClusterRole")
+    assert {v for rule in role["rules"] for v in rule["verbs"]} <= {"get", "list", "watch"}
+
+
+def test_the_in_cluster_dashboard_shows_releases_and_refuses_actions_as_its_account(
+    env: Env, helm: str, operator: Operator, release_of: ReleaseOf, tmp_path: Path
+) -> None:
+    """The chart's RBAC applied for real, and the server run with the chart's own arguments
+    (on loopback here) under a token of its ServiceAccount."""
+    mine = _dashboard_docs(helm)
+    rbac = [d for d in mine if d["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}]
+    _kubectl(env, "create", "namespace", NAMESPACE)
+    applied = _kubectl(env, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    assert applied.returncode == 0, applied.stderr
+    who = f"system:serviceaccount:{NAMESPACE}:{DASHBOARD}"
+    for verb, resource, answer in (
+        ("list", "sprintreleases.sprintops.io", "yes"),
+        ("patch", "sprintreleases.sprintops.io", "no"),
+        ("get", "secrets", "no"),
+    ):
+        said = _kubectl(env, "auth", "can-i", verb, resource, "-n", "releases", "--as", who)
+        assert said.stdout.strip() == answer, (verb, resource, said.stdout)
+    doc, _ = release_of("in-cluster-dashboard", analysis__bakeTime="2s")
+    name = doc["metadata"]["name"]
+    env.create(doc)
+    token = service_account_token(env.apis["mgmt"], NAMESPACE, DASHBOARD)
+    kubeconfig = tmp_path / "dashboard-sa"
+    kubeconfig.write_text(token_kubeconfig(env.layout.kubeconfig, "mgmt", token, "releases"))
+    args = next(d for d in mine if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    flags = [a for a in args if a != "dashboard" and not a.startswith(("--address", "--port"))]
+    with dashboard(kubeconfig, *flags) as url:
+        deadline = time.monotonic() + 20
+        listed = ""
+        while name not in listed and time.monotonic() < deadline:
+            with urllib.request.urlopen(url + "/fragments/releases", timeout=5) as r:
+                listed = r.read().decode()
+        assert name in listed, listed
+        action = urllib.request.Request(
+            f"{url}/api/releases/releases/{name}/pause",
+            data=b"{}",
+            headers={"Origin": url, "Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(action, timeout=5)
+        assert refused.value.code == 403

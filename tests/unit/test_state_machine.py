@@ -121,6 +121,21 @@ class Release(RuleBasedStateMachine):
         self.world.health = health  # type: ignore[assignment]
         self._step()
 
+    @rule(
+        arrived=st.sampled_from([None, None, 0.0, 3.0, 9.0, 60.0]),
+        served=st.sampled_from([1000.0, 1000.0, 10.0]),
+    )
+    def traffic_lags(self, arrived: float | None, served: float) -> None:
+        """DNS caches hold clients back (the share seen is capped), or few requests come."""
+        self.world.arrived, self.world.served = arrived, served
+        self._step()
+
+    @rule(seen=st.sampled_from([None, 100.0, 50.0]))
+    def prometheus_misreads_the_share(self, seen: float | None) -> None:
+        """An old cluster whose series are missing: the share reads far above the weight."""
+        self.world.observed_share = seen
+        self._step()
+
     @rule()
     def deployment_goes_unavailable(self) -> None:
         self.world.lost_availability = True
@@ -199,6 +214,7 @@ class Release(RuleBasedStateMachine):
         world.reachable = {c: True for c in CLUSTERS}
         world.blocker, world.fail_next_set_weights, world.health = None, False, "pass"
         world.lost_availability = False
+        world.arrived, world.served, world.observed_share = None, 1000.0, None
         world.requests = world.requests.model_copy(update={"resume": self._token()})
         world.run(limit=1000, max_wait=60.0)
         status = world.status

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -62,9 +63,15 @@ class Session:
             if args.context:
                 contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
                 active = next(c for c in contexts if c["name"] == args.context)
+            default = active["context"].get("namespace")
         except (config.ConfigException, OSError, StopIteration) as exc:
-            raise PluginError(f"no usable kubeconfig: {exc}") from None
-        self.namespace: str = args.namespace or active["context"].get("namespace") or "default"
+            if args.kubeconfig or "KUBERNETES_SERVICE_HOST" not in os.environ:
+                raise PluginError(f"no usable kubeconfig: {exc}") from None
+            # In a pod with no kubeconfig (the chart's read-only dashboard): its ServiceAccount.
+            incluster = client.Configuration()
+            config.load_incluster_config(client_configuration=incluster)
+            self.api, default = client.ApiClient(incluster), None
+        self.namespace: str = args.namespace or default or "default"
         self.all_namespaces: bool = getattr(args, "all_namespaces", False)
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
