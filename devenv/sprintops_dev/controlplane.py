@@ -9,6 +9,7 @@ import os
 import signal
 import ssl
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterable
 from contextlib import suppress
@@ -172,10 +173,23 @@ class Kwokctl:
         self._run("start", "cluster", f"--name={cluster}")
 
     def kill(self, cluster: str, components: Iterable[str] = CONTROL_PLANE) -> None:
-        """SIGKILL, as a machine that dies: the apiserver takes a minute to drain on SIGTERM."""
+        """SIGKILL, as a machine that dies: the apiserver takes a minute to drain on SIGTERM.
+
+        Returns once the processes are gone. Until its parent reaps it a killed process is a
+        zombie, which `kwokctl start` takes for a running one (a signal 0 reaches it): it
+        would then start nothing and wait two minutes for an apiserver that is not there."""
+        killed = []
         for component in components:
             with suppress(FileNotFoundError, ProcessLookupError):
-                os.kill(self.pid(cluster, component), signal.SIGKILL)
+                pid = self.pid(cluster, component)
+                os.kill(pid, signal.SIGKILL)
+                killed.append((component, pid))
+        deadline = time.monotonic() + 10
+        for component, pid in killed:
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():  # never reaped: forget it, so it is restarted
+                (self.dir(cluster) / "pids" / f"{component}.pid").unlink(missing_ok=True)
 
     def pid(self, cluster: str, component: str) -> int:
         return int((self.dir(cluster) / "pids" / f"{component}.pid").read_text())
