@@ -161,7 +161,9 @@ def plan(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
     noticed = [e for e in (_compared(status, result.status), _arrived(status, result.status)) if e]
     if not noticed:
         return result
-    return Plan(result.status, (*result.actions, *noticed), result.requeue_after)
+    # What the round saw comes before what it decided: a TrafficArrived whose bake also
+    # ended the release is told before its Succeeded.
+    return Plan(result.status, (*noticed, *result.actions), result.requeue_after)
 
 
 def _arrived(before: SprintReleaseStatus, after: SprintReleaseStatus) -> Emit | None:
