@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import re
 import secrets
@@ -80,8 +81,14 @@ class _State:
 STATE: web.AppKey[_State] = web.AppKey("state", _State)
 
 
+@functools.cache
+def _template() -> Template:
+    """Read once: not on the event loop at every page load."""
+    return Template(resources.files(__package__).joinpath("static/page.html").read_text())
+
+
 def _page(kind: str, settings: Settings, title: str, target: str = "") -> str:
-    template = Template(resources.files(__package__).joinpath("static/page.html").read_text())
+    template = _template()
     actions = "" if settings.read_only or kind != "release" else ACTIONS
     return template.substitute(
         kind=kind,

@@ -197,9 +197,8 @@ def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 @dataclass(frozen=True)
 class Series:
-    """One cluster's samples by time, and what was asked for them."""
+    """One cluster's samples by time, or why there are none."""
 
-    promql: str
     samples: dict[float, float]
     problem: str = ""
 
@@ -207,10 +206,10 @@ class Series:
 def _series(promql: str, result: list[dict[str, Any]]) -> Series:
     """Several series (a query that does not aggregate) or none give nothing to compare."""
     if not result:
-        return Series(promql, {}, f"no samples{looked_for(promql)}")
+        return Series({}, f"no samples{looked_for(promql)}")
     if len(result) > 1:
-        return Series(promql, {}, f"{len(result)} series, expected 1, for {promql[:200]}")
-    return Series(promql, {float(t): float(v) for t, v in result[0]["values"]})
+        return Series({}, f"{len(result)} series, expected 1, for {promql[:200]}")
+    return Series({float(t): float(v) for t, v in result[0]["values"]})
 
 
 def run_comparison(
