@@ -109,7 +109,8 @@ def _phase(env: Env, name: str) -> str:
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": f"{env.state.bin_dir}:/usr/bin:/bin"},
+        # kubectl caches discovery under $HOME, or under the working directory without one.
+        env={"PATH": f"{env.state.bin_dir}:/usr/bin:/bin", "HOME": str(env.layout.root)},
     )
     return found.stdout
 
