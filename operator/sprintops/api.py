@@ -480,6 +480,90 @@ class Idle(Model):
     """The previous cluster's Deployment is scaled to 0 this long after success."""
 
 
+GateType = Literal["pre-rollout", "confirm-step", "confirm-promotion", "post-rollout"]
+Day = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+DAYS: tuple[Day, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class Gate(Model):
+    """A go/no-go answered by an outside system (a webhook the operator's admin defined) or
+    by a person (`kubectl sprint approve`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "has(self.webhook) != (has(self.manual) && self.manual)",
+                "spec.gates[] needs exactly one of webhook and manual: true",
+            ),
+            (
+                "self.type != 'post-rollout' || !has(self.manual) || !self.manual",
+                "spec.gates[]: a post-rollout gate only informs; it cannot be manual",
+                ".manual",
+            ),
+        )
+    )
+
+    name: Label
+    """Gate name, unique in the release; shown in status and Events."""
+    type: GateType
+    """When it is asked: pre-rollout (before any traffic moves), confirm-step (before each
+    increase), confirm-promotion (before 100%) or post-rollout (after success; informs)."""
+    webhook: Label | None = None
+    """Name of a gate endpoint in the operator's configuration. A release never names a
+    URL: whoever may write a SprintRelease cannot make the operator call one."""
+    manual: bool = False
+    """A person approves with `kubectl sprint approve`."""
+
+
+class Window(Model):
+    """Weekly hours in which traffic may increase."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            (
+                "self.start != self.end",
+                "spec.schedule.windows[].end must differ from start",
+                ".end",
+            ),
+            (
+                "timestamp('2000-01-01T00:00:00Z').getHours(self.timeZone) >= 0",
+                "spec.schedule.windows[].timeZone must be an IANA time zone, e.g. Europe/Berlin",
+                ".timeZone",
+            ),
+        )
+    )
+
+    days: Annotated[
+        list[Day],
+        Field(min_length=1, max_length=7, json_schema_extra={"x-kubernetes-list-type": "set"}),
+    ]
+    """Days the window opens on (Mon..Sun), in its time zone."""
+    start: Annotated[str, Field(pattern=CLOCK_PATTERN, max_length=5)]
+    """Opening time, HH:MM."""
+    end: Annotated[str, Field(pattern=CLOCK_PATTERN, max_length=5)]
+    """Closing time, HH:MM; before start means the window runs past midnight."""
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    """IANA time zone of the days and times, e.g. Europe/Berlin."""
+
+
+class Schedule(Model):
+    """When traffic may increase. Rollbacks and aborts are never held."""
+
+    windows: Annotated[list[Window], Field(max_length=20)] = []
+    """Change windows; outside all of them the release holds before its next increase.
+    None listed: always open."""
+
+
+class Notifications(Model):
+    """Who hears about the release."""
+
+    receivers: Annotated[
+        list[Label], Field(max_length=10, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = []
+    """Names of receivers in the operator's configuration, besides its default ones."""
+
+
 class SprintReleaseSpec(Model):
     """A sprint's release of one service, rolled from the live cluster to the idle one."""
 
@@ -516,6 +600,21 @@ class SprintReleaseSpec(Model):
     """Rollback behaviour."""
     idle: Idle = Idle()
     """What happens to the previous cluster."""
+    gates: Annotated[
+        list[Gate],
+        Field(
+            max_length=20,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    """Go/no-go answers from outside systems and people; names are unique."""
+    schedule: Schedule = Schedule()
+    """Change windows."""
+    notifications: Notifications = Notifications()
+    """Receivers told about the release's progress."""
 
 
 class Weights(Model):
@@ -599,6 +698,9 @@ class Controls(Model):
     """Token of an abort (roll back now) request."""
     promote: str | None = None
     """Token of a promote request; 'force:' in front also skips failing checks."""
+    approve: str | None = None
+    """Token of an approval of the manual gates the release waits for; '/by:NAME' after
+    the time says who (as their client reported it)."""
 
 
 class ObservedTraffic(Model):
@@ -612,6 +714,56 @@ class ObservedTraffic(Model):
     """Requests the new cluster served in the window."""
     time: str
     """When it was observed (RFC 3339)."""
+
+
+class Hold(Model):
+    """Why a release that could take its next increase does not (yet)."""
+
+    reason: Literal["freeze", "window", "gate", "approval"]
+    """freeze, window, gate (an outside system) or approval (a person)."""
+    step: int
+    """Index into spec.traffic.steps of the increase held."""
+    since: str
+    """When this hold began (RFC 3339)."""
+    counts: bool = False
+    """Whether it counts toward spec.analysis.progressDeadline (a gate that does not
+    answer); a freeze, a closed window, a refusal or a person's wait does not."""
+    approved: list[str] = []
+    """Gates that said go for this increase."""
+
+
+class Decision(Model):
+    """A decision made by a person or an outside system, kept for the audit."""
+
+    time: str
+    """When it was seen (RFC 3339)."""
+    kind: Literal["gate", "approval", "freeze", "window"]
+    """gate, approval, freeze or window."""
+    name: str
+    """The gate, the approver, or what held."""
+    step: int
+    """The step (1-based) the decision was about."""
+    verdict: Literal["approved", "refused", "unanswered", "held", "cleared"]
+    """approved, refused, unanswered, held or cleared."""
+    by: str | None = None
+    """Who: the person as their client reported it, or the gate's endpoint name."""
+    message: str = ""
+    """The answer in short."""
+
+
+class Notice(Model):
+    """A notification waiting for delivery; kept until every receiver took it or gave up,
+    so a restarted operator delivers it again (at least once)."""
+
+    key: str
+    """Idempotency key, the same in every delivery of this notification."""
+    event: str
+    """release.started, step.applied, release.paused, release.resumed, release.held,
+    release.rolledBack, release.succeeded, release.failed or drift.corrected."""
+    time: str
+    """When it happened (RFC 3339)."""
+    message: str = ""
+    """What the status said."""
 
 
 class StepRecord(Model):
@@ -701,6 +853,14 @@ class SprintReleaseStatus(Model):
     spec.analysis.progressDeadline."""
     spec_hash: str | None = None
     """Hash of what shapes the rollout (service, traffic, analysis) as this run started it."""
+    hold: Hold | None = None
+    """What holds the next increase: a freeze, a change window, a gate or an approval."""
+    held_seconds: float = 0
+    """Seconds of this step's finished holds that do not count toward progressDeadline."""
+    decisions: Annotated[list[Decision], Field(max_length=100)] = []
+    """Gate answers, approvals, freezes and windows that held, newest last; bounded."""
+    outbox: Annotated[list[Notice], Field(max_length=50)] = []
+    """Notifications not yet delivered to every receiver."""
     pending_copies: Annotated[
         list[Cluster], Field(max_length=2, json_schema_extra={"x-kubernetes-list-type": "set"})
     ] = []

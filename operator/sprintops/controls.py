@@ -17,7 +17,7 @@ from sprintops import api
 from sprintops.durations import timestamp
 from sprintops.kube import merge_patch, object_path
 
-Verb = Literal["pause", "resume", "abort", "promote"]
+Verb = Literal["pause", "resume", "abort", "promote", "approve"]
 PREFIX = f"{api.GROUP}/"
 
 

@@ -46,6 +46,7 @@ from sprintops.api import (
     other,
     parity_cluster,
 )
+from sprintops.clearance import Clearance, GateAnswer, evaluate, uncounted_hold
 from sprintops.durations import parse_timestamp, seconds, timestamp
 from sprintops.health.checks import (
     COMPARISON_CHECK,
@@ -116,6 +117,10 @@ class Observations:
     drift: str | None = None
     # An error that retrying cannot fix (Route 53 rejected the change batch, say).
     fatal: str | None = None
+    # Why a global freeze holds every increase (or why its state is unknown); None: none.
+    frozen: str | None = None
+    # The answers of the webhook gates a gate hold asked for (clearance.to_ask).
+    gate_answers: tuple[GateAnswer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -415,6 +420,20 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
                 }
             )
             return Plan(held, (), PAUSED_POLL)
+        cleared = _clearance(spec, status, obs, 0)
+        if cleared.held is not None:
+            held = cleared.status
+            started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
+            late = (obs.now - started).total_seconds() - uncounted_hold(held, obs.now)
+            if late > seconds(spec.analysis.progress_deadline):
+                why = (
+                    f"{cleared.held}; past progressDeadline {spec.analysis.progress_deadline}; "
+                    "traffic was not touched"
+                )
+                failed = _transition(held, obs, "Failed", why, "ProgressDeadlineExceeded")
+                return Plan(failed, (Emit("Warning", "ProgressDeadlineExceeded", why),))
+            return Plan(held, _notes(cleared), cleared.retry)
+        status = cleared.status
         weights = Weights.split(target, spec.traffic.steps[0])
         why = f"Deployment Available in {target}; moving to step 1/{len(spec.traffic.steps)}"
         progressing = _transition(status, obs, "Progressing", why, "Stepping").model_copy(
@@ -426,7 +445,7 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
             }
         )
         event = Emit("Normal", "DeploymentAvailable", why)
-        return Plan(progressing, (event, SetWeights(weights)), 0)
+        return Plan(progressing, (*_notes(cleared), event, SetWeights(weights)), 0)
     started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
     deadline = seconds(spec.analysis.progress_deadline)
     if (obs.now - started).total_seconds() > deadline:
@@ -471,6 +490,7 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     if obs.traffic is not None:
         status = _record_traffic(spec, status, obs, obs.traffic)
     elapsed = (obs.now - parse_timestamp(step_started)).total_seconds()
+    elapsed -= uncounted_hold(status, obs.now)
     if elapsed > seconds(spec.analysis.progress_deadline):
         arrived = "" if status.bake_started_at else " (its traffic never arrived)"
         why = (
@@ -485,12 +505,23 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     )
     baked = baking >= seconds(spec.analysis.bake_time) or status.promotion is not None
     healthy = bool(status.last_check_passed) or status.promotion == "force"
-    if not (baked and healthy):
+    ready = baked and healthy
+    notes: tuple[Emit, ...] = ()
+    hold = status.hold
+    # A freeze or a window is looked at again while the step is not ready either, so that
+    # its end is seen and the time after it counts toward the deadline again.
+    timed = hold is not None and hold.reason in ("freeze", "window")
+    if index + 1 < len(steps) and (ready or timed):
+        cleared = _clearance(spec, status, obs, index + 1)
+        status, notes = cleared.status, _notes(cleared)
+        if cleared.held is not None:
+            return Plan(status, notes, cleared.retry)
+    if not ready:
         last = parse_timestamp(status.last_check_at or step_started)
         next_check = seconds(spec.analysis.interval) - (obs.now - last).total_seconds()
         bake_left = seconds(spec.analysis.bake_time) - baking if baking >= 0 else 0
         waits = [w for w in (next_check, bake_left) if w > 0]
-        return Plan(status, (), min(waits, default=POLL))
+        return Plan(status, notes, min(waits, default=POLL))
     done = [
         *status.steps[:-1],
         status.steps[-1].model_copy(update={"completed_at": timestamp(obs.now)}),
@@ -502,7 +533,9 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         due = obs.now + dt.timedelta(seconds=seconds(spec.idle.scale_down_after))
         succeeded = succeeded.model_copy(update={"scale_down_at": timestamp(due)})
         return Plan(
-            succeeded, (Emit("Normal", "Succeeded", why),), seconds(spec.idle.scale_down_after)
+            succeeded,
+            (*notes, Emit("Normal", "Succeeded", why)),
+            seconds(spec.idle.scale_down_after),
         )
     weights = Weights.split(target, steps[index + 1])
     advanced = status.model_copy(
@@ -514,7 +547,32 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
             "blocked_since": None,  # the next rise's hold counts from its own start
         }
     )
-    return Plan(advanced, (SetWeights(weights),), 0)
+    return Plan(advanced, (*notes, SetWeights(weights)), 0)
+
+
+def _clearance(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, to_index: int
+) -> Clearance:
+    cleared = evaluate(
+        spec,
+        status,
+        now=obs.now,
+        to_index=to_index,
+        frozen=obs.frozen,
+        answers=obs.gate_answers,
+        approval=obs.requests.approve,
+        retry=seconds(spec.analysis.interval),
+    )
+    if cleared.held is None:
+        return cleared
+    conditions = _condition(
+        cleared.status.conditions, obs, "Progressing", True, reason="Held", message=cleared.held
+    )
+    return replace(cleared, status=cleared.status.model_copy(update={"conditions": conditions}))
+
+
+def _notes(cleared: Clearance) -> tuple[Emit, ...]:
+    return tuple(Emit(kind, reason, why) for kind, reason, why in cleared.notes)
 
 
 def _bake_at_once(spec: SprintReleaseSpec, weight: int, obs: Observations) -> str | None:
@@ -593,6 +651,8 @@ def _start_step(
             ],
             "blocked_since": None,
             **_CHECKS_START_OVER,
+            "hold": None,
+            "held_seconds": 0,
             "bake_started_at": bake,
             "message": why,
             "conditions": _condition(
@@ -711,7 +771,12 @@ def _pause(
     recorded as handled, so an earlier resume never lifts a later pause."""
     handled = (status.controls or Controls()).model_copy(update={"resume": obs.requests.resume})
     paused = _transition(status, obs, "Paused", why, reason).model_copy(
-        update={"paused_at": timestamp(obs.now), "pause_reason": reason, "controls": handled}
+        update={
+            "paused_at": timestamp(obs.now),
+            "pause_reason": reason,
+            "controls": handled,
+            "hold": None,
+        }
     )
     return Plan(paused, (Emit(kind, reason, why),), PAUSED_POLL)
 
@@ -742,6 +807,7 @@ def _paused(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observati
             "pause_reason": None,
             "controls": handled,
             **_CHECKS_START_OVER,
+            "held_seconds": 0,
             "bake_started_at": _bake_at_once(spec, status.target_weight or 0, obs),
         }
     )
@@ -793,6 +859,7 @@ def _rollback(status: SprintReleaseStatus, obs: Observations, why: str, reason: 
             "target_weight": leaving,
             "paused_at": None,
             "pause_reason": None,
+            "hold": None,
             "conditions": _condition(
                 rolling.conditions, obs, "Degraded", True, reason=reason, message=why
             ),
@@ -870,10 +937,16 @@ def _spec_changed(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obs
 def _start_over(status: SprintReleaseStatus, obs: Observations, reason: str, why: str) -> Plan:
     """A new run from the start; only the check history and handled requests carry over."""
     handled = (status.controls or Controls()).model_copy(
-        update={"abort": obs.requests.abort, "promote": obs.requests.promote}
+        update={
+            "abort": obs.requests.abort,
+            "promote": obs.requests.promote,
+            "approve": obs.requests.approve,
+        }
     )  # a request made for the run that ended is not one for the next
     fresh = SprintReleaseStatus(
         analysis=status.analysis,
+        decisions=status.decisions,
+        outbox=status.outbox,
         controls=handled,
         message=why,
         observed_generation=obs.generation,
