@@ -764,6 +764,14 @@ class Notice(Model):
     """When it happened (RFC 3339)."""
     message: str = ""
     """What the status said."""
+    phase: Phase | None = None
+    """The release's phase then."""
+    step: str | None = None
+    """Progress as n/m then."""
+    weights: Weights | None = None
+    """The weights then."""
+    failing: list[str] = []
+    """Checks that failed in the last round then."""
 
 
 class StepRecord(Model):
@@ -861,6 +869,8 @@ class SprintReleaseStatus(Model):
     """Gate answers, approvals, freezes and windows that held, newest last; bounded."""
     outbox: Annotated[list[Notice], Field(max_length=50)] = []
     """Notifications not yet delivered to every receiver."""
+    notification_errors: Annotated[list[str], Field(max_length=10)] = []
+    """Notifications that a receiver never took, newest last; bounded."""
     pending_copies: Annotated[
         list[Cluster], Field(max_length=2, json_schema_extra={"x-kubernetes-list-type": "set"})
     ] = []

@@ -38,3 +38,11 @@ class Config:
     min_query_range: float = field(
         default_factory=lambda: float(os.environ.get("SPRINTOPS_MIN_QUERY_RANGE", "10"))
     )
+    # The operator's own namespace: where the global freeze ConfigMap lives.
+    namespace: str = field(
+        default_factory=lambda: os.environ.get("SPRINTOPS_NAMESPACE", "sprintops")
+    )
+    # Gate endpoints and notification receivers (a file the chart mounts from a Secret).
+    endpoints_file: str | None = field(
+        default_factory=lambda: os.environ.get("SPRINTOPS_ENDPOINTS_FILE") or None
+    )

@@ -14,14 +14,16 @@ from typing import Any, cast
 
 import kopf
 
-from sprintops import api, metrics
+from sprintops import api, endpoints, metrics
 from sprintops.api import TERMINAL_PHASES
 from sprintops.clusters import KubeconfigSecrets
 from sprintops.config import Config
+from sprintops.freeze import FreezeWatch
 from sprintops.kube import mgmt_client
 from sprintops.plan import Emit
 from sprintops.reconcile import EXPLAINED_ERRORS, Reconciler, Runtime
 from sprintops.traffic.route53 import Route53Pairs
+from sprintops.webhooks import Notifier
 
 log = logging.getLogger("sprintops")
 ERROR_BACKOFF = 5.0
@@ -63,20 +65,41 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     # Blocking clients run in threads; the default pool (cores + 4) is too small for a fleet.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(config.workers))
     mgmt = mgmt_client()
+    loop = asyncio.get_running_loop()
+
+    def wake_all() -> None:  # on the loop: every release looks again
+        for event in list(memo.setdefault("wakes", {}).values()):
+            event.set()
+
+    # Told from the watch's thread.
+    memo.freeze = FreezeWatch(mgmt, config.namespace, lambda: loop.call_soon_threadsafe(wake_all))
+    memo.freeze.start()
     memo.runtime = Runtime(
         mgmt=mgmt,
         route53=Route53Pairs(max_rate=config.route53_max_rate),
         secrets=KubeconfigSecrets(mgmt),
         prometheus_url=config.prometheus_url,
         min_query_range=config.min_query_range,
+        notifier=Notifier(endpoints.load(config.endpoints_file)),
+        frozen=lambda: memo.freeze.state,
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)
     log.info(
-        "sprintops started namespaces=%s metrics_port=%s",
+        "sprintops started namespaces=%s metrics_port=%s gates=%s receivers=%s",
         ",".join(config.namespaces) or "*",
         config.metrics_port,
+        ",".join(memo.runtime.notifier.endpoints.gates) or "-",
+        ",".join(memo.runtime.notifier.endpoints.receivers) or "-",
     )
+
+
+@kopf.on.cleanup()
+async def cleanup(*, memo: Any, **_: Any) -> None:
+    if memo.get("freeze") is not None:
+        memo.freeze.stop()
+    if memo.get("runtime") is not None:
+        await memo.runtime.notifier.close()
 
 
 def traffic_keys(spec: Any) -> list[tuple[str, ...]]:
@@ -195,7 +218,7 @@ def needs_daemon(body: kopf.Body, **_: Any) -> bool:
     """Finished releases with nothing left to do get no daemon: a fleet of them costs
     nothing. A spec edit (generation ahead of status) or a pending scale-down revives one."""
     status = body.get("status") or {}
-    if status.get("phase") not in TERMINAL_PHASES:
+    if status.get("phase") not in TERMINAL_PHASES or status.get("outbox"):
         return True
     if (body.metadata.get("generation") or 0) > (status.get("observedGeneration") or 0):
         return True

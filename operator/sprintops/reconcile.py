@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from sprintops import api, controls, metrics
+from sprintops import api, clearance, controls, metrics, notifications
 from sprintops.api import Cluster, Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
 from sprintops.clusters import (
     ClusterError,
@@ -28,6 +28,7 @@ from sprintops.clusters import (
     translated,
 )
 from sprintops.durations import parse_timestamp, seconds, timestamp
+from sprintops.endpoints import Endpoints
 from sprintops.health.prometheus import (
     Source,
     Waiting,
@@ -53,6 +54,7 @@ from sprintops.plan import (
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
 from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError, ZoneNotFound
+from sprintops.webhooks import Delivery, Notifier, ask
 
 log = logging.getLogger("sprintops.rollout")
 
@@ -75,6 +77,8 @@ PERMANENT_ERRORS = (ZoneNotFound, SameClusterError)
 # What `describe` can explain in full; anything else is a bug worth a traceback in the log.
 EXPLAINED_ERRORS = (ValidationError, *HOLDING_ERRORS, *PERMANENT_ERRORS)
 EmitFn = Callable[[dict[str, Any], Emit], None]
+# While notices wait in the outbox, how soon the release looks again to empty it.
+OUTBOX_POLL = 2.0
 
 
 @dataclass
@@ -87,6 +91,9 @@ class Runtime:
     secrets: KubeconfigSecrets
     prometheus_url: str
     min_query_range: float = 10.0
+    notifier: Notifier = field(default_factory=lambda: Notifier(Endpoints()))
+    # Why a global freeze holds every increase, as last seen; None: no freeze.
+    frozen: Callable[[], str | None] = lambda: None
     applied: dict[str, Weights] = field(default_factory=dict)
     action_errors: dict[str, str] = field(default_factory=dict)
     fatal_errors: dict[str, str] = field(default_factory=dict)
@@ -193,6 +200,7 @@ class Reconciler:
         obs = await self._observe(obj, spec, status, competitor, successor)
         with metrics.PLAN_SECONDS.time():
             result = plan(spec, status, obs)
+        result, events = self._outbox(obj, spec, status, result, timestamp(obs.now))
         if result.status != status:
             written = await asyncio.to_thread(self._write_status, obj, result.status, stored)
             if written is None:
@@ -202,6 +210,9 @@ class Reconciler:
             metrics.record((namespace, name), status, result.status)
         if result.status != status or result.actions:
             self._log(obj, spec, result)
+        self._deliver(obj, spec, result.status)
+        for event in events:
+            self.emit(obj, event)
         for action in result.actions:
             try:
                 await self._act(obj, spec, result.status, action)
@@ -219,9 +230,70 @@ class Reconciler:
                     describe(exc),
                 )
                 return 0
+        if result.status.outbox:
+            return min(result.requeue_after or OUTBOX_POLL, OUTBOX_POLL)
         if result.requeue_after is None:
             self.rt.forget(uid)
         return result.requeue_after
+
+    # --- notifying
+    def _outbox(
+        self,
+        obj: dict[str, Any],
+        spec: SprintReleaseSpec,
+        before: SprintReleaseStatus,
+        result: Plan,
+        now: str,
+    ) -> tuple[Plan, list[Emit]]:
+        """The round's notices join the outbox in the same write as the transition; notices
+        every receiver took (or gave up on) leave it, the give-ups recorded."""
+        uid = obj["metadata"]["uid"]
+        done = self.rt.notifier.done.get(uid, {})
+        outbox = [n for n in result.status.outbox if n.key not in done]
+        failed = [why for n in result.status.outbox for why in done.get(n.key, [])]
+        new = notifications.notices(uid, before, result, now)
+        if new and self._deliveries(spec, "release.succeeded"):
+            outbox += new
+        _, unknown = self.rt.notifier.endpoints.receivers_for(spec.notifications.receivers)
+        for name in unknown if new else ():
+            why = f"receiver {name!r} is not defined in the operator's configuration"
+            if why not in result.status.notification_errors:
+                failed.append(why)
+        outbox = outbox[-notifications.OUTBOX :]
+        if outbox == result.status.outbox and not failed:
+            return result, []
+        errors = [*result.status.notification_errors, *failed][-10:]
+        status = result.status.model_copy(update={"outbox": outbox, "notification_errors": errors})
+        self.rt.notifier.forget(uid, {n.key for n in result.status.outbox} & set(done))
+        events = [Emit("Warning", "NotificationFailed", why) for why in failed]
+        return replace(result, status=status), events
+
+    def _deliveries(self, spec: SprintReleaseSpec, event: str) -> list[tuple[str, Any, bool]]:
+        """Where a notice of `event` goes: the receivers, and post-rollout gates (they
+        inform) after a success."""
+        endpoints = self.rt.notifier.endpoints
+        chosen, _ = endpoints.receivers_for(spec.notifications.receivers)
+        out: list[tuple[str, Any, bool]] = [
+            (n, endpoints.receivers[n], endpoints.receivers[n].type == "slack") for n in chosen
+        ]
+        if event == "release.succeeded":
+            for gate in spec.gates:
+                target = endpoints.gates.get(gate.webhook or "")
+                if gate.type == "post-rollout" and target is not None:
+                    out.append((f"gate {gate.name}", target, False))
+        return out
+
+    def _deliver(
+        self, obj: dict[str, Any], spec: SprintReleaseSpec, status: SprintReleaseStatus
+    ) -> None:
+        uid = obj["metadata"]["uid"]
+        for notice in status.outbox:
+            body = notifications.payload(notice, obj["metadata"], spec, status)
+            deliveries = [
+                Delivery(name, endpoint, body, slack)
+                for name, endpoint, slack in self._deliveries(spec, notice.event)
+            ]
+            self.rt.notifier.submit(uid, notice.key, deliveries)
 
     async def report(self, namespace: str, name: str, exc: BaseException) -> None:
         """An error the plan could not take: its redacted text goes to status.message and a
@@ -295,11 +367,28 @@ class Reconciler:
             fatal=self.rt.fatal_errors.pop(uid, None),
             pending=partial[1] if partial and partial[0] == status.weights else (),
             requests=requests_of(obj),
+            frozen=self.rt.frozen(),
         )
         namespace = obj["metadata"]["namespace"]
         if _abort_pending(obs.requests, status):
             # Nothing to read before a rollback: the new cluster may be what is broken.
             return obs
+        gates = clearance.to_ask(spec, status)
+        if gates and status.hold is not None:
+            step, meta = status.hold.step, obj["metadata"]
+            answers = await asyncio.gather(
+                *(
+                    ask(
+                        self.rt.notifier.session,
+                        self.rt.notifier.endpoints,
+                        gate.name,
+                        gate.webhook or "",
+                        notifications.gate_request(gate, step, meta, spec, status),
+                    )
+                    for gate in gates
+                )
+            )
+            obs = replace(obs, gate_answers=tuple(answers))
         try:
             if status.phase in (None, "Pending"):
                 live = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
