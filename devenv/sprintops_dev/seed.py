@@ -24,6 +24,8 @@ from sprintops_dev.controlplane import OPERATOR_USER
 PREVIOUS_SPRINT = 41
 NODE_NAME = "kwok-node-0"
 ISTIO_GROUP = "networking.istio.io"
+# The operator's own namespace (SPRINTOPS_NAMESPACE): the global freeze lives there.
+OPERATOR_NAMESPACE = "sprintops"
 
 
 def canonical(repo: Path) -> SprintReleaseSpec:
@@ -61,6 +63,7 @@ def seed_mgmt(
 ) -> None:
     apply_crd(api)
     apply(api, namespace(releases_ns))
+    apply(api, namespace(OPERATOR_NAMESPACE))  # where the global freeze ConfigMap lives
     for cluster, kubeconfig_text in secrets.items():
         apply(
             api,

@@ -32,10 +32,14 @@ def request(
     verb: Verb,
     *,
     force: bool = False,
+    by: str | None = None,
     now: dt.datetime | None = None,
 ) -> str:
-    """Sets the request's annotation; returns its token."""
+    """Sets the request's annotation; returns its token. `by` names who asked (an
+    approval's audit), as their client reports it."""
     token = timestamp(now or dt.datetime.now(dt.UTC))
+    if by:
+        token += "/by:" + by
     if force:
         if verb != "promote":
             raise ValueError("only promote can be forced")

@@ -14,9 +14,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from sprintops import api
@@ -25,6 +27,8 @@ from sprintops.kube import client_from_kubeconfig
 from sprintops.traffic.route53 import Route53Pairs, make_client
 from sprintops_dev import environment, fleet, traffic
 from sprintops_dev.operator_process import OperatorProcess
+from sprintops_dev.processes import free_port
+from sprintops_dev.seed import OPERATOR_NAMESPACE
 from tests.conftest import REPO
 
 
@@ -113,9 +117,45 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
 Operator = OperatorProcess
 
 
+# Loopback endpoints the workflow tests serve (test_workflow.py): a URL and a token that
+# must never show in a log, an Event or a status.
+HOOK_SECRET = "hook-path-secret-7f3a"  # noqa: S105 (a test value that must not leak)
+HOOK_TOKEN = "bearer-secret-c91e"  # noqa: S105
+
+
 @pytest.fixture(scope="session")
-def operator(env: Env) -> Iterator[Operator]:
-    variables = environment.environment_variables(env.layout, env.state)
+def hooks_port() -> int:
+    return free_port()
+
+
+def endpoints_file(root: Path, port: int) -> Path:
+    base = f"http://127.0.0.1:{port}"
+    config = {
+        "gates": {
+            "cab": {"url": f"{base}/gates/cab/{HOOK_SECRET}", "timeout": "2s"},
+            "smoke": {"url": f"{base}/gates/smoke/{HOOK_SECRET}", "timeout": "2s"},
+        },
+        "receivers": {
+            "recorder": {
+                "type": "webhook",
+                "url": f"{base}/hooks/{HOOK_SECRET}",
+                "bearerToken": HOOK_TOKEN,
+            },
+            "chat": {"type": "slack", "url": f"{base}/slack/{HOOK_SECRET}"},
+        },
+    }
+    path = root / "endpoints.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator(env: Env, hooks_port: int) -> Iterator[Operator]:
+    variables = {
+        **environment.environment_variables(env.layout, env.state),
+        "SPRINTOPS_ENDPOINTS_FILE": str(endpoints_file(env.layout.root, hooks_port)),
+        "SPRINTOPS_NAMESPACE": OPERATOR_NAMESPACE,
+    }
     op = OperatorProcess(variables, env.layout.root / "logs" / "operator-tests.log")
     op.start()
     try:

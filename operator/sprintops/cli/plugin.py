@@ -5,6 +5,8 @@
     kubectl sprint watch NAME         (exit 0 on Succeeded, 1 on RolledBack/Failed)
     kubectl sprint pause|resume|abort NAME
     kubectl sprint promote NAME [--force]
+    kubectl sprint approve NAME       (the manual gate the release waits for)
+    kubectl sprint freeze on|off|status [--reason TEXT]   (every release holds)
     kubectl sprint dashboard [--read-only] [--port 3100]   (a web page, live)
 
 Global flags, before or after the command: --kubeconfig, --context, -n/--namespace,
@@ -30,7 +32,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sprintops import api, controls
+from sprintops import api, controls, freeze
 from sprintops.api import SprintReleaseStatus
 from sprintops.cli.display import observed, progress_panel
 
@@ -243,6 +245,8 @@ def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
                     c.model_dump(by_alias=True, exclude_none=True) for c in st.conditions
                 ],
                 "message": st.message,
+                "hold": st.hold.model_dump(by_alias=True) if st.hold else None,
+                "decisions": [d.model_dump(by_alias=True, exclude_none=True) for d in st.decisions],
                 "events": events,
             },
             args.output,
@@ -261,6 +265,12 @@ def cmd_status(s: Session, args: argparse.Namespace, console: Console) -> int:
     for c in st.conditions:
         conditions.add_row(c.type, c.status, c.reason, c.message)
     console.print(conditions)
+    if st.decisions:
+        decided = _table("TIME", "STEP", "KIND", "NAME", "VERDICT", "BY", "MESSAGE")
+        decided.title = "decisions"
+        for d in st.decisions[-10:]:
+            decided.add_row(d.time, str(d.step), d.kind, d.name, d.verdict, d.by or "", d.message)
+        console.print(decided)
     recent = _table("TIME", "TYPE", "REASON", "MESSAGE")
     recent.title = "events"
     for e in events:
@@ -348,6 +358,59 @@ def _control(verb: controls.Verb) -> Callable[[Session, argparse.Namespace, Cons
     return run
 
 
+def whoami(s: Session) -> str:
+    """The user the apiserver authenticates this client as (for the audit trail)."""
+    review = s.call(
+        "whoami",
+        lambda: client.AuthenticationV1Api(s.api).create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        ),
+    )
+    return str(review.status.user_info.username or "unknown")
+
+
+def cmd_approve(s: Session, args: argparse.Namespace, console: Console) -> int:
+    st = _status(s.get(args.name))
+    if st.hold is None or st.hold.reason != "approval":
+        raise PluginError(
+            f'sprintrelease "{args.name}" is not waiting for an approval '
+            f"(phase {st.phase}: {st.message or '-'})"
+        )
+    by = whoami(s)
+    token = s.call(
+        f'sprintrelease "{args.name}"',
+        lambda: controls.request(s.api, s.namespace, args.name, "approve", by=by),
+    )
+    console.print(f'sprintrelease "{args.name}" approved by {by} ({token})')
+    return EXIT_OK
+
+
+def cmd_freeze(s: Session, args: argparse.Namespace, console: Console) -> int:
+    ns = args.operator_namespace
+    if args.state == "status":
+        found = s.call(
+            f"configmap {freeze.NAME}",
+            lambda: client.CoreV1Api(s.api).list_namespaced_config_map(
+                ns, field_selector=f"metadata.name={freeze.NAME}"
+            ),
+        )
+        why = freeze.describe(found.items[0].data) if found.items else None
+        console.print(f"frozen: {why}" if why else "not frozen")
+        return EXIT_OK
+    if args.state == "on" and not args.reason:
+        raise PluginError("freeze on needs --reason: every release will say why it holds")
+    by = whoami(s)
+    data = s.call(
+        f"configmap {ns}/{freeze.NAME}",
+        lambda: freeze.set_freeze(
+            s.api, ns, on=args.state == "on", reason=args.reason or "", by=by
+        ),
+    )
+    said = "on: every release holds before its next increase" if args.state == "on" else "off"
+    console.print(f"freeze {said} ({data['by']}, {data['since']})")
+    return EXIT_OK
+
+
 def _global_flags() -> argparse.ArgumentParser:
     """kubectl's global flags, accepted before and after the command. Only a flag given sets
     its value (SUPPRESS), so a command's copy never overwrites one given before it."""
@@ -426,6 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "promote":
             p.add_argument("--force", action="store_true", help="also skip failing checks")
         p.set_defaults(func=_control(verb))
+    approve = command("approve", help="approve the manual gate the release waits for")
+    approve.add_argument("name")
+    approve.set_defaults(func=cmd_approve)
+    frozen = command("freeze", help="hold every release before its next increase, or stop")
+    frozen.add_argument("state", choices=["on", "off", "status"])
+    frozen.add_argument("--reason", help="why (shown in every held release's status)")
+    frozen.add_argument(
+        "--operator-namespace",
+        default=os.environ.get("SPRINTOPS_NAMESPACE", "sprintops"),
+        help="where the operator runs (default: SPRINTOPS_NAMESPACE or sprintops)",
+    )
+    frozen.set_defaults(func=cmd_freeze)
     return parser
 
 
