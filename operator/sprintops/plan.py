@@ -497,6 +497,11 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
             f"step {index + 1}/{len(steps)} did not pass its checks within "
             f"{spec.analysis.progress_deadline}{arrived}"
         )
+        if status.hold is not None:  # a gate that does not answer
+            why = (
+                f"step {index + 1}/{len(steps)}: {status.message}, past progressDeadline "
+                f"{spec.analysis.progress_deadline}"
+            )
         return _rollback(status, obs, why, "ProgressDeadlineExceeded")
     baking = (
         (obs.now - parse_timestamp(status.bake_started_at)).total_seconds()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from sprintops.api import CLUSTERS, TERMINAL_PHASES, Cluster, Weights
+from sprintops.clearance import Verdict
 from sprintops.durations import timestamp
 from sprintops.plan import plan, rollout_hash
 from tests.unit.world import World, canonical_spec
@@ -42,6 +43,15 @@ steps_strategy = st.lists(st.integers(1, 99), max_size=5, unique=True).map(
 )
 
 
+# Gates answered by a system, a person, or before any traffic moves.
+GATES: dict[str, list[dict[str, object]]] = {
+    "none": [],
+    "webhook": [{"name": "cab", "type": "confirm-step", "webhook": "cab"}],
+    "manual": [{"name": "rm", "type": "confirm-promotion", "manual": True}],
+    "pre": [{"name": "ticket", "type": "pre-rollout", "webhook": "cab"}],
+}
+
+
 class Release(RuleBasedStateMachine):
     world: World
 
@@ -51,11 +61,19 @@ class Release(RuleBasedStateMachine):
         bake=st.sampled_from(["1s", "5s", "30s"]),
         available_after=st.floats(0, 60),
         pair=st.sampled_from(["live", "live", "live", "zero", "split", "missing"]),
+        gates=st.sampled_from(list(GATES)),
     )
     def start(
-        self, steps: list[int], sprint: int, bake: str, available_after: float, pair: str
+        self,
+        steps: list[int],
+        sprint: int,
+        bake: str,
+        available_after: float,
+        pair: str,
+        gates: str,
     ) -> None:
         spec = canonical_spec(
+            gates=GATES[gates],
             sprint=sprint,
             traffic__steps=steps,
             analysis__interval="1s",
@@ -201,6 +219,22 @@ class Release(RuleBasedStateMachine):
         world.crash()
         self._step()
 
+    @rule(on=st.booleans())
+    def freeze(self, on: bool) -> None:
+        self.world.frozen = "incident (by on-call)" if on else None
+        self._step()
+
+    @rule(verdict=st.sampled_from(["approved", "refused", "unanswered"]))
+    def gates_answer(self, verdict: Verdict) -> None:
+        self.world.gate_verdicts = {g.name: verdict for g in self.world.spec.gates}
+        self._step()
+
+    @rule()
+    def person_approves(self) -> None:
+        token = f"{timestamp(self.world.now)}/by:alice{self._token()[-4:]}"
+        self.world.requests = self.world.requests.model_copy(update={"approve": token})
+        self._step()
+
     @rule()
     def newer_release_appears(self) -> None:
         self.world.successor = "releases/next-sprint"
@@ -216,7 +250,18 @@ class Release(RuleBasedStateMachine):
         world.lost_availability = False
         world.arrived, world.served, world.observed_share = None, 1000.0, None
         world.requests = world.requests.model_copy(update={"resume": self._token()})
-        world.run(limit=1000, max_wait=60.0)
+        world.frozen = None
+        world.gate_verdicts = {g.name: "approved" for g in world.spec.gates}
+        for _ in range(1000):
+            hold = world.status.hold
+            if hold is not None and hold.reason == "approval":  # a person comes by
+                world.now += dt.timedelta(seconds=1)
+                token = f"{timestamp(world.now)}/by:alice"
+                world.requests = world.requests.model_copy(update={"approve": token})
+            wait = world.reconcile()
+            if wait is None:
+                break
+            world.now += dt.timedelta(seconds=min(wait, 60.0))
         status = world.status
         if self.pair != "live":  # refused, or waiting for the records to appear
             assert status.phase in {"Failed", "Pending"}, status

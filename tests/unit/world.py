@@ -24,11 +24,13 @@ from sprintops.api import (
     other,
     parity_cluster,
 )
+from sprintops.clearance import GateAnswer, Verdict, to_ask
 from sprintops.health.checks import CheckOutcome, Outcome, TrafficSample, threshold
 from sprintops.plan import (
     Deploy,
     Emit,
     Observations,
+    Plan,
     ScaleDown,
     SetWeights,
     TargetDeployment,
@@ -102,6 +104,12 @@ class World:
     partial: tuple[Weights, tuple[tuple[Cluster, str], ...]] | None = None
     track: Track = field(default_factory=Track)
     deployed_hash: str | None = None
+    # The global freeze as the operator sees it, and each webhook gate's answer (a gate
+    # not listed does not answer). `asked` counts the asks per gate.
+    frozen: str | None = None
+    gate_verdicts: dict[str, Verdict] = field(default_factory=dict)
+    asked: dict[str, int] = field(default_factory=dict)
+    last: Plan | None = None  # the latest reconcile's plan
 
     def __post_init__(self) -> None:
         live = self.virtual_service or self.route53 or Weights(even=0, odd=100)
@@ -145,6 +153,7 @@ class World:
             "pending": self.partial[1]
             if self.partial and self.partial[0] == self.status.weights
             else (),
+            "frozen": self.frozen,
         }
         handled = self.status.controls or Controls()
         if (
@@ -153,6 +162,13 @@ class World:
             and self.status.phase not in TERMINAL_PHASES
         ):
             return Observations(**obs)  # as the reconciler: nothing read before a rollback
+        answers = []
+        for gate in to_ask(self.spec, self.status):
+            self.asked[gate.name] = self.asked.get(gate.name, 0) + 1
+            verdict = self.gate_verdicts.get(gate.name, "unanswered")
+            detail = {"approved": "HTTP 200", "refused": "HTTP 403"}.get(verdict, "no answer")
+            answers.append(GateAnswer(gate.name, verdict, detail))
+        obs["gate_answers"] = tuple(answers)
         phase, target = self.status.phase, self.status.target_cluster
         if phase in (None, "Pending"):
             obs["competitor"] = self.competitor
@@ -211,6 +227,7 @@ class World:
     # --- one reconcile
     def reconcile(self) -> float | None:
         result = plan(self.spec, self.status, self.observe())
+        self.last = result
         if result.status != self.status:
             self._write(result.status)
         for action in result.actions:
