@@ -489,20 +489,9 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
             return failed
     if obs.traffic is not None:
         status = _record_traffic(spec, status, obs, obs.traffic)
-    elapsed = (obs.now - parse_timestamp(step_started)).total_seconds()
-    elapsed -= uncounted_hold(status, obs.now)
-    if elapsed > seconds(spec.analysis.progress_deadline):
-        arrived = "" if status.bake_started_at else " (its traffic never arrived)"
-        why = (
-            f"step {index + 1}/{len(steps)} did not pass its checks within "
-            f"{spec.analysis.progress_deadline}{arrived}"
-        )
-        if status.hold is not None:  # a gate that does not answer
-            why = (
-                f"step {index + 1}/{len(steps)}: {status.message}, past progressDeadline "
-                f"{spec.analysis.progress_deadline}"
-            )
-        return _rollback(status, obs, why, "ProgressDeadlineExceeded")
+    late = _past_deadline(spec, status, obs, step_started)
+    if late is not None:
+        return late
     baking = (
         (obs.now - parse_timestamp(status.bake_started_at)).total_seconds()
         if status.bake_started_at
@@ -553,6 +542,29 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
         }
     )
     return Plan(advanced, (*notes, SetWeights(weights)), 0)
+
+
+def _past_deadline(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations, step_started: str
+) -> Plan | None:
+    """A rollback when the step has taken longer than progressDeadline, leaving out the
+    holds that do not count (a freeze, a window, a refusal, a person's wait)."""
+    index, steps = status.step_index or 0, spec.traffic.steps
+    elapsed = (obs.now - parse_timestamp(step_started)).total_seconds()
+    elapsed -= uncounted_hold(status, obs.now)
+    if elapsed <= seconds(spec.analysis.progress_deadline):
+        return None
+    arrived = "" if status.bake_started_at else " (its traffic never arrived)"
+    why = (
+        f"step {index + 1}/{len(steps)} did not pass its checks within "
+        f"{spec.analysis.progress_deadline}{arrived}"
+    )
+    if status.hold is not None:  # a gate that does not answer
+        why = (
+            f"step {index + 1}/{len(steps)}: {status.message}, past progressDeadline "
+            f"{spec.analysis.progress_deadline}"
+        )
+    return _rollback(status, obs, why, "ProgressDeadlineExceeded")
 
 
 def _clearance(

@@ -162,7 +162,7 @@ def test_read_only_has_no_buttons_and_refuses_actions() -> None:
 
 async def _has_buttons(client: TestClient[Any, Any], backend: FakeBackend) -> None:
     page = await (await client.get("/releases/releases/docs-sprint-42", headers=GOOD)).text()
-    assert page.count("<button") == 5 and 'content="T0K"' in page
+    assert page.count("<button") == 6 and 'content="T0K"' in page
 
 
 def test_changes_are_pushed_to_every_page() -> None:

@@ -13,7 +13,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from sprintops import api, controls
-from sprintops.cli.plugin import PluginError, Session, _api_message
+from sprintops.cli.plugin import PluginError, Session, _api_message, whoami
 from sprintops.controls import Verb
 from sprintops.dashboard.server import Refused
 from sprintops.dashboard.views import Deployment
@@ -107,9 +107,11 @@ class KubeBackend:
         return out
 
     def request(self, namespace: str, name: str, verb: Verb, force: bool) -> str:
+        # An approval is audited with who gave it, as the apiserver knows them.
+        by = self._do("whoami", lambda: whoami(self.session)) if verb == "approve" else None
         token: str = self._do(
             f"{verb} {namespace}/{name}",
-            lambda: controls.request(self.session.api, namespace, name, verb, force=force),
+            lambda: controls.request(self.session.api, namespace, name, verb, force=force, by=by),
         )
         return token
 

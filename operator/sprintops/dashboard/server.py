@@ -29,7 +29,7 @@ from aiohttp import web
 from sprintops.controls import Verb
 from sprintops.dashboard.views import Deployment, Seen, release_view, releases_table
 
-VERBS: tuple[Verb, ...] = ("pause", "resume", "abort", "promote")
+VERBS: tuple[Verb, ...] = ("pause", "resume", "abort", "promote", "approve")
 SEEN_KEPT = 2000  # observations per release kept in memory for the weight chart
 
 
@@ -107,6 +107,7 @@ ACTIONS = """<nav aria-label="actions" id="actions">
     <button type="button" data-verb="abort">Abort</button>
     <button type="button" data-verb="promote">Promote</button>
     <button type="button" data-verb="promote" data-force="true">Promote --force</button>
+    <button type="button" data-verb="approve">Approve</button>
     <p id="result" role="status" aria-live="assertive"></p>
   </nav>"""
 
