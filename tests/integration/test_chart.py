@@ -104,7 +104,8 @@ def test_template_every_option(helm: str) -> None:
         )
     )
     kinds = [d["kind"] for d in full]
-    assert kinds.count("Role") == 2 and "ServiceMonitor" in kinds and "ConfigMap" in kinds
+    # One per watched namespace, and the freeze reader.
+    assert kinds.count("Role") == 3 and "ServiceMonitor" in kinds and "ConfigMap" in kinds
     sa = next(d for d in full if d["kind"] == "ServiceAccount")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/sprintops")
     deployment = next(d for d in full if d["kind"] == "Deployment")
@@ -113,6 +114,56 @@ def test_template_every_option(helm: str) -> None:
     assert "--namespace=team-b" in container["args"]
     dashboard = next(d for d in full if d["kind"] == "ConfigMap")
     assert '"title": "sprintops"' in dashboard["data"]["sprintops.json"]
+
+
+def test_endpoints_and_freeze_editors(helm: str) -> None:
+    """Receivers and gates go to a Secret mounted as the operator's endpoints file; the
+    freeze's editors may patch that one ConfigMap."""
+    docs = list(
+        yaml.safe_load_all(
+            _render(
+                helm,
+                "endpoints.gates.cab.url=https://cab.example.com/hook",
+                "endpoints.receivers.chat.url=https://hooks.example.com/T/B/X",
+                "endpoints.receivers.chat.type=slack",
+                "endpoints.receivers.chat.default=true",
+                "freeze.editors[0].kind=Group",
+                "freeze.editors[0].name=oncall",
+            )
+        )
+    )
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    loaded = yaml.safe_load(secret["stringData"]["endpoints.yaml"])
+    assert loaded["receivers"]["chat"] == {
+        "url": "https://hooks.example.com/T/B/X",
+        "type": "slack",
+        "default": True,
+    }
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["SPRINTOPS_ENDPOINTS_FILE"]["value"] == "/etc/sprintops/endpoints/endpoints.yaml"
+    assert env["SPRINTOPS_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert any(
+        v.get("secret", {}).get("secretName") == secret["metadata"]["name"] for v in pod["volumes"]
+    )
+    # No URL in the pod spec: only its checksum, which changes with it.
+    assert "hooks.example.com" not in yaml.safe_dump(deployment)
+    editor = next(
+        d for d in docs if d["metadata"]["name"].endswith("freeze-editor") and d["kind"] == "Role"
+    )
+    named = [r for r in editor["rules"] if r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["sprintops-freeze"],
+            "verbs": ["get", "list", "watch", "patch"],
+        }
+    ]
+    for bad in ("endpoints.gates.cab.url=ftp://x", "endpoints.receivers.Bad.url=http://x"):
+        result = _run(helm, "template", "sp", str(CHART), "--kube-version", "1.34.3", "--set", bad)
+        assert result.returncode != 0, bad
 
 
 def test_values_schema_rejects_bad_values(helm: str) -> None:
@@ -180,6 +231,8 @@ ALLOWED = [
     ("list", "namespaces", ""),
     ("watch", "namespaces", ""),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("get", "configmaps/sprintops-freeze", NAMESPACE),
+    ("watch", "configmaps/sprintops-freeze", NAMESPACE),
 ]
 DENIED = [
     ("get", "secrets", "kube-system"),
@@ -197,6 +250,9 @@ DENIED = [
     ("create", "clusterroles.rbac.authorization.k8s.io", ""),
     ("impersonate", "users", ""),
     ("*", "*", "releases"),
+    ("get", "configmaps", NAMESPACE),
+    ("patch", "configmaps/sprintops-freeze", NAMESPACE),
+    ("get", "configmaps/sprintops-freeze", "releases"),
 ]
 
 
@@ -227,6 +283,7 @@ def test_operator_runs_with_only_the_charts_rbac(
     variables = {
         **environment.environment_variables(env.layout, env.state),
         "KUBECONFIG": str(kubeconfig),
+        "SPRINTOPS_NAMESPACE": NAMESPACE,  # as the chart's downward API sets it
     }
     log = tmp_path / "operator-chart-rbac.log"
     restricted = OperatorProcess(variables, log, "--namespace", "releases")
@@ -246,6 +303,7 @@ def test_operator_runs_with_only_the_charts_rbac(
     # A bare "403" would also match a timestamp's milliseconds.
     assert not re.search(r"Forbidden|(?<!,)\b403\b", text), text[-2000:]
     assert "sprintops started" in text
+    assert "freeze state unknown" not in text and "global freeze off" in text
 
 
 def _dashboard_docs(helm: str) -> list[dict[str, Any]]:

@@ -22,3 +22,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- /* The Secret holding endpoints.yaml, or nothing when no endpoint is configured. */ -}}
+{{- define "sprintops.endpointsSecret" -}}
+{{- if .Values.endpoints.existingSecret -}}
+{{- .Values.endpoints.existingSecret -}}
+{{- else if or .Values.endpoints.gates .Values.endpoints.receivers -}}
+{{- printf "%s-endpoints" (include "sprintops.fullname" .) -}}
+{{- end -}}
+{{- end -}}
