@@ -66,7 +66,95 @@ ANALYSIS = "spec.analysis"
 METRICS = "spec.analysis.metrics"
 
 # (id, mutation, field path the message must name, words the message must contain)
+WINDOW = {"days": ["Mon"], "start": "09:00", "end": "17:00", "timeZone": "Europe/Berlin"}
+
 CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
+    (
+        "gate-names-a-url",
+        _set("spec.gates", [{"name": "g", "type": "pre-rollout", "webhook": "http://10.0.0.1/"}]),
+        "spec.gates[0].webhook",
+        "should match",
+    ),
+    (
+        "gate-webhook-and-manual",
+        _set(
+            "spec.gates", [{"name": "g", "type": "confirm-step", "webhook": "cab", "manual": True}]
+        ),
+        "spec.gates[0]",
+        "exactly one of webhook and manual",
+    ),
+    (
+        "gate-neither-webhook-nor-manual",
+        _set("spec.gates", [{"name": "g", "type": "confirm-step"}]),
+        "spec.gates[0]",
+        "exactly one of webhook and manual",
+    ),
+    (
+        "gate-post-rollout-manual",
+        _set("spec.gates", [{"name": "g", "type": "post-rollout", "manual": True}]),
+        "spec.gates[0].manual",
+        "cannot be manual",
+    ),
+    (
+        "gate-unknown-type",
+        _set("spec.gates", [{"name": "g", "type": "rollout", "webhook": "cab"}]),
+        "spec.gates[0].type",
+        "Unsupported value",
+    ),
+    (
+        "gate-names-repeated",
+        _set(
+            "spec.gates",
+            [
+                {"name": "g", "type": "confirm-step", "webhook": "cab"},
+                {"name": "g", "type": "pre-rollout", "webhook": "cab"},
+            ],
+        ),
+        "spec.gates[1]",
+        "Duplicate value",
+    ),
+    (
+        "window-unknown-time-zone",
+        _set("spec.schedule", {"windows": [{**WINDOW, "timeZone": "Europe/Berln"}]}),
+        "spec.schedule.windows[0].timeZone",
+        "must be an IANA time zone",
+    ),
+    (
+        "window-bad-clock",
+        _set("spec.schedule", {"windows": [{**WINDOW, "start": "9:00"}]}),
+        "spec.schedule.windows[0].start",
+        "should match",
+    ),
+    (
+        "window-hour-25",
+        _set("spec.schedule", {"windows": [{**WINDOW, "end": "25:00"}]}),
+        "spec.schedule.windows[0].end",
+        "should match",
+    ),
+    (
+        "window-empty",
+        _set("spec.schedule", {"windows": [{**WINDOW, "end": "09:00"}]}),
+        "spec.schedule.windows[0].end",
+        "must differ from start",
+    ),
+    (
+        "window-bad-day",
+        _set("spec.schedule", {"windows": [{**WINDOW, "days": ["Monday"]}]}),
+        "spec.schedule.windows[0].days[0]",
+        "Unsupported value",
+    ),
+    (
+        "window-no-day",
+        _set("spec.schedule", {"windows": [{**WINDOW, "days": []}]}),
+        "spec.schedule.windows[0].days",
+        "at least 1",
+    ),
+    (
+        "receiver-names-a-url",
+        _set("spec.notifications", {"receivers": ["https://evil.example/hook"]}),
+        "spec.notifications.receivers[0]",
+        "should match",
+    ),
     ("steps-empty", _set("spec.traffic.steps", []), "spec.traffic.steps", "at least 1"),
     (
         "deadline-without-room-for-the-bake",
