@@ -543,10 +543,12 @@ class Window(Model):
         Field(
             min_length=1,
             max_length=64,
-            # An unknown zone fails the evaluation, which the apiserver reports as such.
+            # A name, never an offset: CEL also takes "+05:30" and "Local", which are no
+            # IANA zone. An unknown name fails the evaluation, which the apiserver reports.
+            pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
             json_schema_extra=rules(
                 (
-                    "timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
+                    "self != 'Local' && timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
                     "spec.schedule.windows[].timeZone must be an IANA time zone, "
                     "e.g. Europe/Berlin",
                 )
@@ -741,6 +743,18 @@ class Hold(Model):
     """Gates that said go for this increase."""
 
 
+class ApprovalWait(Model):
+    """A step's wait for a person: the approval token standing when it began never counts,
+    only one set during the wait (a client's clock is not trusted)."""
+
+    step: int
+    """Index into spec.traffic.steps of the increase waited for."""
+    standing: str | None = None
+    """The sprintops.io/approve annotation when the wait began."""
+    since: str
+    """When the wait began (RFC 3339)."""
+
+
 class Decision(Model):
     """A decision made by a person or an outside system, kept for the audit."""
 
@@ -873,6 +887,8 @@ class SprintReleaseStatus(Model):
     hold: Hold | None = None
     """What holds the next increase: a freeze, a change window, a gate or an approval."""
     held_seconds: float = 0
+    approval_wait: ApprovalWait | None = None
+    """The approval the next increase waits for, while it does."""
     """Seconds of this step's finished holds that do not count toward progressDeadline."""
     decisions: Annotated[list[Decision], Field(max_length=100)] = []
     """Gate answers, approvals, freezes and windows that held, newest last; bounded."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sprintops.api import (
+    TERMINAL_PHASES,
+    ApprovalWait,
     Controls,
     Decision,
     Gate,
@@ -59,9 +61,17 @@ def required(spec: SprintReleaseSpec, to_index: int) -> list[Gate]:
 def to_ask(spec: SprintReleaseSpec, status: SprintReleaseStatus) -> list[Gate]:
     """The webhook gates to ask in this round: those of a gate hold not yet approved."""
     hold = status.hold
-    if hold is None or hold.reason != "gate":
+    if hold is None or hold.reason != "gate" or status.phase in TERMINAL_PHASES:
         return []
     return [g for g in required(spec, hold.step) if g.webhook and g.name not in hold.approved]
+
+
+def end_hold(status: SprintReleaseStatus, now: dt.datetime) -> SprintReleaseStatus:
+    """The hold is over (its step is not ready, or it ended): time that did not count
+    stays uncounted, and the time from now on counts again."""
+    if status.hold is None:
+        return status
+    return status.model_copy(update={"hold": None, "held_seconds": uncounted_hold(status, now)})
 
 
 def uncounted_hold(status: SprintReleaseStatus, now: dt.datetime) -> float:
@@ -104,6 +114,8 @@ class _Evaluation:
         self.decisions: list[Decision] = []
         self.notes: list[Note] = []
         self.controls = status.controls or Controls()
+        wait = status.approval_wait
+        self.approval_wait = wait if wait is not None and wait.step == to_index else None
 
     def run(
         self, frozen: str | None, answers: tuple[GateAnswer, ...], approval: str | None
@@ -193,31 +205,33 @@ class _Evaluation:
 
     def _people(self, gates: list[Gate], approval: str | None) -> Clearance | None:
         names = ", ".join(g.name for g in gates)
-        old = self.old if self.old is not None and self.old.reason == "approval" else None
-        # Only an approval made during this wait counts: an old one must not let a later
-        # step through unseen.
-        if old is not None and approval is not None and approval != self.controls.approve:
+        if self.approval_wait is None:
+            # What stands now is from before the wait: it never lets this step through
+            # unseen, whatever time it claims.
+            self.approval_wait = ApprovalWait(
+                step=self.to_index, standing=approval, since=timestamp(self.now)
+            )
+        fresh = approval not in (None, self.approval_wait.standing, self.controls.approve)
+        if approval is not None and fresh:
             moment, _, by = approval.partition("/")
             by = by.removeprefix("by:") or "unknown"
-            if _after(moment, old.since):
-                self.controls = self.controls.model_copy(update={"approve": approval})
-                self.approved.extend(g.name for g in gates)
-                step = f"{self.to_index + 1}/{len(self.spec.traffic.steps)}"
-                self.decisions.append(
-                    Decision(
-                        time=timestamp(self.now),
-                        kind="approval",
-                        name=names,
-                        step=self.to_index + 1,
-                        verdict="approved",
-                        by=by,
-                        message=f"approved at {moment}",
-                    )
+            self.controls = self.controls.model_copy(update={"approve": approval})
+            self.approval_wait = None
+            self.approved.extend(g.name for g in gates)
+            step = f"{self.to_index + 1}/{len(self.spec.traffic.steps)}"
+            self.decisions.append(
+                Decision(
+                    time=timestamp(self.now),
+                    kind="approval",
+                    name=names,
+                    step=self.to_index + 1,
+                    verdict="approved",
+                    by=by[:253],
+                    message=f"approval {moment[:40]} seen",
                 )
-                self.notes.append(
-                    ("Normal", "Approved", f"{names} approved by {by} for step {step}")
-                )
-                return None
+            )
+            self.notes.append(("Normal", "Approved", f"{names} approved by {by} for step {step}"))
+            return None
         return self._hold(
             "approval",
             f"waiting for approval ({names}) of step {self.to_index + 1}/"
@@ -257,6 +271,7 @@ class _Evaluation:
             "message": why,
             "decisions": [*self.status.decisions, *self.decisions][-DECISIONS:],
             "controls": self.controls,
+            "approval_wait": self.approval_wait,
         }
         status = self.status.model_copy(update=update)
         return Clearance(status, why, tuple(self.notes), self.retry if retry is None else retry)
@@ -270,6 +285,7 @@ class _Evaluation:
             "held_seconds": self.status.held_seconds + self._ended(old),
             "decisions": [*self.status.decisions, *self.decisions][-DECISIONS:],
             "controls": self.controls,
+            "approval_wait": self.approval_wait,
         }
         return Clearance(self.status.model_copy(update=update), None, tuple(self.notes), 0)
 
@@ -292,10 +308,3 @@ class _Evaluation:
                 message=why[:300],
             )
         )
-
-
-def _after(token_time: str, since: str) -> bool:
-    try:
-        return parse_timestamp(token_time) > parse_timestamp(since)
-    except ValueError:
-        return False

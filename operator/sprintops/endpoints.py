@@ -15,12 +15,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from sprintops.api import DNS1123_LABEL, Duration
+from sprintops.durations import seconds
+
+# Bounds of a call: a round waits for its gates, so a rollback may wait as long too.
+TIMEOUT_RANGE = (0.5, 30.0)
 
 
 class _Model(BaseModel):
@@ -34,6 +39,42 @@ class Endpoint(_Model):
     url: SecretStr
     bearer_token: SecretStr | None = None
     timeout: Duration = "5s"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: SecretStr) -> SecretStr:
+        text = url.get_secret_value()
+        try:
+            parsed = urlsplit(text)
+            host = parsed.hostname or ""
+            host.encode("idna")  # an empty or overlong label is refused here, not mid-call
+            parsed.port  # noqa: B018 (raises on a port that is not a number)
+        except (ValueError, UnicodeError):
+            raise ValueError("not a URL") from None
+        if parsed.scheme not in ("http", "https") or not host:
+            raise ValueError("not an http(s) URL with a host")
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError("a control character in the URL")
+        return url
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _header_safe(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        # A trailing newline is what `--set-file` and YAML's `|` leave: not part of it.
+        text = token.get_secret_value().strip()
+        if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError("empty, or a control character in the token")
+        return SecretStr(text)
+
+    @field_validator("timeout")
+    @classmethod
+    def _bounded(cls, timeout: str) -> str:
+        low, high = TIMEOUT_RANGE
+        if not low <= seconds(timeout) <= high:
+            raise ValueError(f"must be between {low:g}s and {high:g}s")
+        return timeout
 
 
 class Receiver(Endpoint):
@@ -57,9 +98,25 @@ class Endpoints(_Model):
         return chosen, [n for n in named if n not in self.receivers]
 
 
+class EndpointsError(ValueError):
+    """What is wrong with the endpoints file, without a word of its secrets."""
+
+
 def load(path: str | None) -> Endpoints:
-    """The configured endpoints; none without a file."""
+    """The configured endpoints; none without a file. Errors name the place, never the
+    value: a typo must not print a URL or a token into the log."""
     if not path:
         return Endpoints()
     text = Path(path).read_text()
-    return Endpoints.model_validate(yaml.safe_load(text) or {})
+    try:
+        return Endpoints.model_validate(yaml.safe_load(text) or {})
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise EndpointsError(f"{path}: not YAML{where}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)[:5]
+        )
+        raise EndpointsError(f"{path}: {problems}") from None

@@ -46,7 +46,7 @@ from sprintops.api import (
     other,
     parity_cluster,
 )
-from sprintops.clearance import Clearance, GateAnswer, evaluate, uncounted_hold
+from sprintops.clearance import Clearance, GateAnswer, end_hold, evaluate, uncounted_hold
 from sprintops.durations import parse_timestamp, seconds, timestamp
 from sprintops.health.checks import (
     COMPARISON_CHECK,
@@ -399,6 +399,7 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
                 "paused_at": None,
                 "pause_reason": None,
                 "deploy_started_at": timestamp(obs.now),
+                "held_seconds": 0,
             }
         )
     # This sprint, applied from this spec: an edit's template must be the one Available.
@@ -407,7 +408,10 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
         and obs.target.sprint == spec.sprint
         and obs.target.spec_hash == status.spec_hash
     )
-    if ours and obs.target is not None and obs.target.available:
+    ready = ours and obs.target is not None and obs.target.available
+    if not ready or paused:  # a hold lasts only while it alone keeps traffic from moving
+        status = end_hold(status, obs.now)
+    if ready:
         if paused:
             why = f"Deployment Available in {target}; paused by request before the first step"
             if status.message == why and status.paused_at is not None:
@@ -423,9 +427,7 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
         cleared = _clearance(spec, status, obs, 0)
         if cleared.held is not None:
             held = cleared.status
-            started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
-            late = (obs.now - started).total_seconds() - uncounted_hold(held, obs.now)
-            if late > seconds(spec.analysis.progress_deadline):
+            if _deploy_elapsed(held, obs) > seconds(spec.analysis.progress_deadline):
                 why = (
                     f"{cleared.held}; past progressDeadline {spec.analysis.progress_deadline}; "
                     "traffic was not touched"
@@ -446,9 +448,7 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
         )
         event = Emit("Normal", "DeploymentAvailable", why)
         return Plan(progressing, (*_notes(cleared), event, SetWeights(weights)), 0)
-    started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
-    deadline = seconds(spec.analysis.progress_deadline)
-    if (obs.now - started).total_seconds() > deadline:
+    if _deploy_elapsed(status, obs) > seconds(spec.analysis.progress_deadline):
         why = (
             f"Deployment {spec.service.namespace}/{spec.service.name} in {target} not Available "
             f"within {spec.analysis.progress_deadline}; traffic was not touched"
@@ -457,6 +457,12 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
         return Plan(failed, (Emit("Warning", "ProgressDeadlineExceeded", why),))
     # Re-applied until the cluster shows this sprint: idempotent, and covers a restart.
     return Plan(status, () if ours else (Deploy(target),), POLL)
+
+
+def _deploy_elapsed(status: SprintReleaseStatus, obs: Observations) -> float:
+    """Seconds the deployment has had toward the deadline: holds that do not count left out."""
+    started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
+    return (obs.now - started).total_seconds() - uncounted_hold(status, obs.now)
 
 
 def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations) -> Plan:
@@ -501,11 +507,9 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     healthy = bool(status.last_check_passed) or status.promotion == "force"
     ready = baked and healthy
     notes: tuple[Emit, ...] = ()
-    hold = status.hold
-    # A freeze or a window is looked at again while the step is not ready either, so that
-    # its end is seen and the time after it counts toward the deadline again.
-    timed = hold is not None and hold.reason in ("freeze", "window")
-    if index + 1 < len(steps) and (ready or timed):
+    if not ready:  # a hold lasts only while it alone keeps the next increase back
+        status = end_hold(status, obs.now)
+    elif index + 1 < len(steps):
         cleared = _clearance(spec, status, obs, index + 1)
         status, notes = cleared.status, _notes(cleared)
         if cleared.held is not None:
@@ -934,7 +938,13 @@ def _redeploy(
     must become Available with it before the first step."""
     why = f"spec changed while deploying (generation {obs.generation}): applying it"
     changed = status.model_copy(  # the new template gets the whole deadline
-        update={"spec_hash": digest, "message": why, "deploy_started_at": timestamp(obs.now)}
+        update={
+            "spec_hash": digest,
+            "message": why,
+            "deploy_started_at": timestamp(obs.now),
+            "held_seconds": 0,
+            "hold": None,
+        }
     )
     return Plan(changed, (Emit("Normal", "SpecChanged", why), Deploy(_target(status))), POLL)
 
@@ -1082,6 +1092,7 @@ def _transition(
     }
     if terminal:
         update["completed_at"] = timestamp(obs.now)
+        update["hold"] = None
     return status.model_copy(update=update)
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from sprintops import api, clearance, controls, metrics, notifications
 from sprintops.api import Cluster, Controls, SprintReleaseSpec, SprintReleaseStatus, Weights
+from sprintops.clearance import GateAnswer
 from sprintops.clusters import (
     ClusterError,
     KubeconfigSecrets,
@@ -208,6 +209,9 @@ class Reconciler:
             obj = written
             # Counted once the write landed: a conflict must not count a rollback twice.
             metrics.record((namespace, name), status, result.status)
+        # Notices out of the outbox for good: only now may this process forget them.
+        left = {n.key for n in status.outbox} - {n.key for n in result.status.outbox}
+        self.rt.notifier.forget(uid, left)
         if result.status != status or result.actions:
             self._log(obj, spec, result)
         self._deliver(obj, spec, result.status)
@@ -230,8 +234,9 @@ class Reconciler:
                     describe(exc),
                 )
                 return 0
-        if result.status.outbox:
-            return min(result.requeue_after or OUTBOX_POLL, OUTBOX_POLL)
+        if result.status.outbox:  # looked at again to empty it, never later than the plan
+            wait = result.requeue_after
+            return OUTBOX_POLL if wait is None else min(wait, OUTBOX_POLL)
         if result.requeue_after is None:
             self.rt.forget(uid)
         return result.requeue_after
@@ -264,7 +269,6 @@ class Reconciler:
             return result, []
         errors = [*result.status.notification_errors, *failed][-10:]
         status = result.status.model_copy(update={"outbox": outbox, "notification_errors": errors})
-        self.rt.notifier.forget(uid, {n.key for n in result.status.outbox} & set(done))
         events = [Emit("Warning", "NotificationFailed", why) for why in failed]
         return replace(result, status=status), events
 
@@ -373,22 +377,9 @@ class Reconciler:
         if _abort_pending(obs.requests, status):
             # Nothing to read before a rollback: the new cluster may be what is broken.
             return obs
-        gates = clearance.to_ask(spec, status)
-        if gates and status.hold is not None:
-            step, meta = status.hold.step, obj["metadata"]
-            answers = await asyncio.gather(
-                *(
-                    ask(
-                        self.rt.notifier.session,
-                        self.rt.notifier.endpoints,
-                        gate.name,
-                        gate.webhook or "",
-                        notifications.gate_request(gate, step, meta, spec, status),
-                    )
-                    for gate in gates
-                )
-            )
-            obs = replace(obs, gate_answers=tuple(answers))
+        # Gates are asked beside the round's reads: a slow one delays the round by its
+        # timeout at most (30 s, endpoints.TIMEOUT_RANGE).
+        asking = asyncio.ensure_future(self._ask_gates(obj, spec, status))
         try:
             if status.phase in (None, "Pending"):
                 live = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
@@ -411,7 +402,29 @@ class Reconciler:
             obs = replace(obs, fatal=describe(exc))
         except HOLDING_ERRORS as exc:
             obs = replace(obs, blocker=describe(exc))
-        return obs
+        return replace(obs, gate_answers=await asking)
+
+    async def _ask_gates(
+        self, obj: dict[str, Any], spec: SprintReleaseSpec, status: SprintReleaseStatus
+    ) -> tuple[GateAnswer, ...]:
+        """The answers of the webhook gates a gate hold waits for (none otherwise)."""
+        gates = clearance.to_ask(spec, status)
+        if not gates or status.hold is None:
+            return ()
+        step, meta = status.hold.step, obj["metadata"]
+        answers = await asyncio.gather(
+            *(
+                ask(
+                    self.rt.notifier.session,
+                    self.rt.notifier.endpoints,
+                    gate.name,
+                    gate.webhook or "",
+                    notifications.gate_request(gate, step, meta, spec, status),
+                )
+                for gate in gates
+            )
+        )
+        return tuple(answers)
 
     async def _check_round(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,17 +35,34 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
 
 async def _post(
     session: aiohttp.ClientSession, endpoint: Endpoint, body: dict[str, Any]
-) -> aiohttp.ClientResponse:
+) -> tuple[int, float | None]:
+    """The answer's status and, for a 429, the seconds its Retry-After asks for. The body
+    is never read: it could be any size."""
     timeout = aiohttp.ClientTimeout(total=seconds(endpoint.timeout))
-    async with session.post(
-        endpoint.url.get_secret_value(),
-        data=json.dumps(body),
-        headers=_headers(endpoint),
-        timeout=timeout,
-        allow_redirects=False,  # a redirect could point anywhere
-    ) as answer:
-        await answer.read()
-        return answer
+    async with asyncio.timeout(seconds(endpoint.timeout) + 1):  # whatever aiohttp does
+        async with session.post(
+            endpoint.url.get_secret_value(),
+            data=json.dumps(body),
+            headers=_headers(endpoint),
+            timeout=timeout,
+            allow_redirects=False,  # a redirect could point anywhere
+        ) as answer:
+            if answer.status != 429:
+                return answer.status, None
+            try:
+                asked = float(answer.headers.get("Retry-After", ""))
+            except ValueError:
+                return answer.status, None
+            if not math.isfinite(asked) or asked < 0:
+                return answer.status, None
+            return answer.status, min(asked, RETRY_AFTER_MAX)
+
+
+def _failure(exc: Exception, endpoint: Endpoint, name: str) -> str:
+    """What went wrong, by type only: an error's text can hold the URL."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {endpoint.timeout}"
+    return f"cannot reach {name} ({type(exc).__name__})"
 
 
 async def ask(
@@ -63,16 +81,14 @@ async def ask(
         )
         return GateAnswer(name, "unanswered", detail)
     try:
-        answer = await _post(session, endpoint, body)
-    except TimeoutError:
-        return GateAnswer(name, "unanswered", f"no answer within {endpoint.timeout}")
-    except aiohttp.ClientError as exc:
-        return GateAnswer(name, "unanswered", f"cannot reach {webhook} ({type(exc).__name__})")
-    if 200 <= answer.status < 300:
-        return GateAnswer(name, "approved", f"HTTP {answer.status}")
-    if 400 <= answer.status < 500:
-        return GateAnswer(name, "refused", f"HTTP {answer.status}")
-    return GateAnswer(name, "unanswered", f"HTTP {answer.status}")
+        status, _ = await _post(session, endpoint, body)
+    except Exception as exc:  # any failure is no answer; the round goes on
+        return GateAnswer(name, "unanswered", _failure(exc, endpoint, webhook))
+    if 200 <= status < 300:
+        return GateAnswer(name, "approved", f"HTTP {status}")
+    if 400 <= status < 500:
+        return GateAnswer(name, "refused", f"HTTP {status}")
+    return GateAnswer(name, "unanswered", f"HTTP {status}")
 
 
 @dataclass(frozen=True)
@@ -121,8 +137,13 @@ class Notifier:
         self._started.difference_update((uid, k) for k in keys)
 
     async def _deliver_all(self, uid: str, key: str, deliveries: list[Delivery]) -> None:
-        failed = await asyncio.gather(*(self._deliver(d, key) for d in deliveries))
-        self.done.setdefault(uid, {})[key] = [f for f in failed if f is not None]
+        try:
+            failed = await asyncio.gather(*(self._deliver(d, key) for d in deliveries))
+            given_up = [f for f in failed if f is not None]
+        except Exception as exc:  # never a notice stuck in the outbox for good
+            log.exception("notification failed key=%s", key)
+            given_up = [f"{key}: internal error ({type(exc).__name__})"]
+        self.done.setdefault(uid, {})[key] = given_up
 
     async def _deliver(self, delivery: Delivery, key: str) -> str | None:
         """None once taken; why, when given up."""
@@ -146,7 +167,8 @@ class Notifier:
                 )
                 tried = f"{attempt} attempt{'s' * (attempt > 1)}"
                 return f"receiver {delivery.receiver}: {event} given up after {tried}: {why}"
-            await asyncio.sleep(retry_after if retry_after is not None else wait)
+            # A receiver that asks for time gets at least that, never less than the backoff.
+            await asyncio.sleep(max(wait, retry_after or 0.0))
             wait *= 2
         raise AssertionError("unreachable: the last attempt returns")
 
@@ -155,20 +177,12 @@ class Notifier:
     ) -> tuple[str | None, float | None]:
         """None when taken; otherwise why not, and the receiver's Retry-After."""
         try:
-            answer = await _post(self.session, delivery.endpoint, body)
-        except TimeoutError:
-            return f"no answer within {delivery.endpoint.timeout}", None
-        except aiohttp.ClientError as exc:
-            return f"unreachable ({type(exc).__name__})", None
-        if 200 <= answer.status < 300:
+            status, retry_after = await _post(self.session, delivery.endpoint, body)
+        except Exception as exc:  # any failure is retried, by type only in the log
+            return _failure(exc, delivery.endpoint, delivery.receiver), None
+        if 200 <= status < 300:
             return None, None
-        retry_after: float | None = None
-        if answer.status == 429:
-            try:
-                retry_after = min(float(answer.headers.get("Retry-After", "")), RETRY_AFTER_MAX)
-            except ValueError:
-                retry_after = None
-        return f"HTTP {answer.status}", retry_after
+        return f"HTTP {status}", retry_after
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -120,6 +120,18 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "must be an IANA time zone",
     ),
     (
+        "window-offset-not-a-zone",
+        _set("spec.schedule", {"windows": [{**WINDOW, "timeZone": "+05:30"}]}),
+        "spec.schedule.windows[0].timeZone",
+        "should match",
+    ),
+    (
+        "window-local-not-a-zone",
+        _set("spec.schedule", {"windows": [{**WINDOW, "timeZone": "Local"}]}),
+        "spec.schedule.windows[0].timeZone",
+        "must be an IANA time zone",
+    ),
+    (
         "window-bad-clock",
         _set("spec.schedule", {"windows": [{**WINDOW, "start": "9:00"}]}),
         "spec.schedule.windows[0].start",

@@ -359,13 +359,15 @@ def _control(verb: controls.Verb) -> Callable[[Session, argparse.Namespace, Cons
 
 
 def whoami(s: Session) -> str:
-    """The user the apiserver authenticates this client as (for the audit trail)."""
-    review = s.call(
-        "whoami",
-        lambda: client.AuthenticationV1Api(s.api).create_self_subject_review(
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-        ),
-    )
+    """The user the apiserver authenticates this client as, for the audit trail; best
+    effort (SelfSubjectReview is GA from Kubernetes 1.28): never what stops a request."""
+    try:
+        review = client.AuthenticationV1Api(s.api).create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            _request_timeout=s.timeout,
+        )
+    except (ApiException, urllib3.exceptions.HTTPError):
+        return "unknown"
     return str(review.status.user_info.username or "unknown")
 
 
@@ -395,7 +397,7 @@ def cmd_freeze(s: Session, args: argparse.Namespace, console: Console) -> int:
             ),
         )
         why = freeze.describe(found.items[0].data) if found.items else None
-        console.print(f"frozen: {why}" if why else "not frozen")
+        console.print(f"frozen: {why}" if why else f"not frozen (configmap {ns}/{freeze.NAME})")
         return EXIT_OK
     if args.state == "on" and not args.reason:
         raise PluginError("freeze on needs --reason: every release will say why it holds")
@@ -407,7 +409,7 @@ def cmd_freeze(s: Session, args: argparse.Namespace, console: Console) -> int:
         ),
     )
     said = "on: every release holds before its next increase" if args.state == "on" else "off"
-    console.print(f"freeze {said} ({data['by']}, {data['since']})")
+    console.print(f"freeze {said} (configmap {ns}/{freeze.NAME}, {data['by']}, {data['since']})")
     return EXIT_OK
 
 

@@ -107,8 +107,12 @@ class KubeBackend:
         return out
 
     def request(self, namespace: str, name: str, verb: Verb, force: bool) -> str:
-        # An approval is audited with who gave it, as the apiserver knows them.
-        by = self._do("whoami", lambda: whoami(self.session)) if verb == "approve" else None
+        by = None
+        if verb == "approve":  # as the plugin: only a release that waits for one
+            hold = (self.release(namespace, name).get("status") or {}).get("hold") or {}
+            if hold.get("reason") != "approval":
+                raise Refused(409, f"{namespace}/{name} is not waiting for an approval")
+            by = whoami(self.session)  # audited with who gave it
         token: str = self._do(
             f"{verb} {namespace}/{name}",
             lambda: controls.request(self.session.api, namespace, name, verb, force=force, by=by),
