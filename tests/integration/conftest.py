@@ -5,6 +5,8 @@ An environment the tests started is stopped at the end; one that was running is 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -78,7 +80,8 @@ class Env:
 
 def _keep_logs(layout: environment.Layout) -> None:
     """After a failure the environment goes, but its logs stay, and CI shows their warnings."""
-    kept = layout.repo / ".sprintops" / "failed-logs"
+    suffix = "" if layout.root.name == "env" else f"-{layout.root.name}"  # an xdist worker's
+    kept = layout.repo / ".sprintops" / f"failed-logs{suffix}"
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(layout.root / "logs", kept)
     clusters = layout.kwok / "clusters"
@@ -94,11 +97,34 @@ def _keep_logs(layout: environment.Layout) -> None:
     )
 
 
+def _worker_environment() -> None:
+    """Under pytest-xdist each worker has an environment of its own: the first one the
+    usual one (a running one is reused), the others beside it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if worker != "gw0" and "SPRINTOPS_ENV_DIR" not in os.environ:
+        os.environ["SPRINTOPS_ENV_DIR"] = str(REPO / ".sprintops" / f"env-{worker}")
+
+
+@contextlib.contextmanager
+def _one_at_a_time(name: str) -> Iterator[None]:
+    """Environments start one after the other: free ports are picked, then bound."""
+    lock = REPO / ".sprintops" / name
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    _worker_environment()
     layout = environment.Layout(REPO)
     reused = environment.is_running(layout)
-    state = environment.up(layout)
+    with _one_at_a_time("env-up.lock"):
+        state = environment.up(layout)
     saved = dict(os.environ)
     os.environ.update(environment.environment_variables(layout, state))
     kubeconfig = layout.kubeconfig.read_text()
