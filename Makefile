@@ -69,14 +69,15 @@ unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test: venv prometheus chromium binaries helm
-	@# Lint and the unit tests (CPU) run beside the integration tests (mostly waiting on the
-	@# one local environment they share); their report follows.
+	@# The integration tests run in two workers, a module at a time, each with a local
+	@# environment of its own (they mostly wait on it); lint and the unit tests (CPU) run
+	@# beside them, and their report follows.
 	@mkdir -p .sprintops
 	unit=0; integration=0; \
 	( $(MAKE) --no-print-directory lint && \
 	  $(BIN)/pytest tests/unit -p no:cacheprovider $(PYTEST_ARGS) ) > .sprintops/unit-tests.log 2>&1 & \
 	pid=$$!; \
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS) || integration=$$?; \
+	$(BIN)/pytest tests/integration -n 2 --dist loadfile $(PYTEST_ARGS) || integration=$$?; \
 	wait $$pid || unit=$$?; \
 	cat .sprintops/unit-tests.log; \
 	exit $$(( integration || unit ))
