@@ -81,6 +81,15 @@ OBJECT_RULES = rules(
 )
 
 
+def _keyed_by_name(max_length: int) -> Any:
+    """A list whose items' names are unique (the API server refuses a repeated one)."""
+    extra: dict[str, Any] = {
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+    }
+    return Field(max_length=max_length, json_schema_extra=extra)
+
+
 class Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -447,13 +456,7 @@ class Analysis(Model):
     otherwise; default is the operator's own setting."""
     metrics: Annotated[
         list[Metric],
-        Field(
-            max_length=20,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
-        ),
+        _keyed_by_name(20),
     ] = []
     """Health checks; names are unique."""
     comparison: Comparison | None = None
@@ -613,13 +616,7 @@ class SprintReleaseSpec(Model):
     """What happens to the previous cluster."""
     gates: Annotated[
         list[Gate],
-        Field(
-            max_length=20,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
-        ),
+        _keyed_by_name(20),
     ] = []
     """Go/no-go answers from outside systems and people; names are unique."""
     schedule: Schedule = Schedule()

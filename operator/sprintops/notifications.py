@@ -84,6 +84,16 @@ def _notice(
     )
 
 
+def _release(meta: dict[str, Any], spec: SprintReleaseSpec) -> dict[str, Any]:
+    return {
+        "namespace": meta.get("namespace"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "sprint": spec.sprint,
+        "service": f"{spec.service.namespace}/{spec.service.name}",
+    }
+
+
 def payload(
     notice: Notice,
     meta: dict[str, Any],
@@ -96,13 +106,7 @@ def payload(
         "idempotencyKey": notice.key,
         "event": notice.event,
         "time": notice.time,
-        "release": {
-            "namespace": meta.get("namespace"),
-            "name": meta.get("name"),
-            "uid": meta.get("uid"),
-            "sprint": spec.sprint,
-            "service": f"{spec.service.namespace}/{spec.service.name}",
-        },
+        "release": _release(meta, spec),
         "targetCluster": status.target_cluster,
         "previousCluster": status.previous_cluster,
         "phase": notice.phase,
@@ -150,13 +154,7 @@ def gate_request(
         "apiVersion": API_VERSION,
         "gate": gate.name,
         "type": gate.type,
-        "release": {
-            "namespace": meta.get("namespace"),
-            "name": meta.get("name"),
-            "uid": meta.get("uid"),
-            "sprint": spec.sprint,
-            "service": f"{spec.service.namespace}/{spec.service.name}",
-        },
+        "release": _release(meta, spec),
         "targetCluster": status.target_cluster,
         "previousCluster": status.previous_cluster,
         "phase": status.phase,
