@@ -738,6 +738,12 @@ class Hold(Model):
     answer); a freeze, a closed window, a refusal or a person's wait does not."""
     approved: list[str] = []
     """Gates that said go for this increase."""
+    ready_at: str | None = None
+    """When the step was last ready to go (baked, checks passing) during this hold: checks
+    that stop passing for progressDeadline end a hold that does not count."""
+    heard: list[str] = []
+    """Gate answers (gate:verdict) audited during this hold: each once, however a flaky
+    gate alternates."""
 
 
 class ApprovalWait(Model):

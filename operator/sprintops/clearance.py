@@ -63,6 +63,9 @@ def to_ask(spec: SprintReleaseSpec, status: SprintReleaseStatus) -> list[Gate]:
     hold = status.hold
     if hold is None or hold.reason != "gate" or status.phase in TERMINAL_PHASES:
         return []
+    failing = status.last_check_passed is False and status.promotion != "force"
+    if hold.step >= len(spec.traffic.steps) or (status.phase == "Progressing" and failing):
+        return []  # an edited spec (the plan restarts first), or checks not passing
     return [g for g in required(spec, hold.step) if g.webhook and g.name not in hold.approved]
 
 
@@ -111,6 +114,7 @@ class _Evaluation:
         hold = status.hold
         self.old = hold if hold is not None and hold.step == to_index else None
         self.approved = list(self.old.approved) if self.old else []
+        self.heard = list(self.old.heard) if self.old else []
         self.decisions: list[Decision] = []
         self.notes: list[Note] = []
         self.controls = status.controls or Controls()
@@ -170,16 +174,10 @@ class _Evaluation:
         return self._hold("gate", f"waiting for {why}", counts=counts)
 
     def _record_answer(self, gate: Gate, answer: GateAnswer) -> None:
-        last = next(
-            (
-                d
-                for d in reversed(self.status.decisions)
-                if d.kind == "gate" and d.name == gate.name and d.step == self.to_index + 1
-            ),
-            None,
-        )
-        if last is not None and (last.verdict, last.message) == (answer.verdict, answer.detail):
-            return  # the same answer again: audited once
+        heard = f"{gate.name}:{answer.verdict}"
+        if heard in self.heard:
+            return  # this answer again in this hold: audited once, however a gate alternates
+        self.heard.append(heard)
         self.decisions.append(
             Decision(
                 time=timestamp(self.now),
@@ -251,7 +249,13 @@ class _Evaluation:
         same = old is not None and old.reason == reason and old.counts == counts
         held_seconds = self.status.held_seconds
         if same and old is not None:
-            hold = old.model_copy(update={"approved": self.approved})
+            hold = old.model_copy(
+                update={
+                    "approved": self.approved,
+                    "heard": self.heard,
+                    "ready_at": timestamp(self.now),
+                }
+            )
         else:
             held_seconds += self._ended(old)
             hold = Hold(
@@ -260,6 +264,8 @@ class _Evaluation:
                 since=timestamp(self.now),
                 counts=counts,
                 approved=self.approved,
+                ready_at=timestamp(self.now),
+                heard=self.heard if reason == "gate" else [],
             )
             if old is None or old.reason != reason:
                 self.notes.append(("Normal", "Held", why))
@@ -269,7 +275,7 @@ class _Evaluation:
             "hold": hold,
             "held_seconds": held_seconds,
             "message": why,
-            "decisions": [*self.status.decisions, *self.decisions][-DECISIONS:],
+            "decisions": _bounded([*self.status.decisions, *self.decisions]),
             "controls": self.controls,
             "approval_wait": self.approval_wait,
         }
@@ -283,7 +289,7 @@ class _Evaluation:
         update: dict[str, object] = {
             "hold": None,
             "held_seconds": self.status.held_seconds + self._ended(old),
-            "decisions": [*self.status.decisions, *self.decisions][-DECISIONS:],
+            "decisions": _bounded([*self.status.decisions, *self.decisions]),
             "controls": self.controls,
             "approval_wait": self.approval_wait,
         }
@@ -308,3 +314,14 @@ class _Evaluation:
                 message=why[:300],
             )
         )
+
+
+def _bounded(decisions: list[Decision]) -> list[Decision]:
+    """The newest DECISIONS, a gate's answers dropped first: who approved, and the freezes
+    and windows that held, outlast any gate's chatter."""
+    extra = len(decisions) - DECISIONS
+    if extra <= 0:
+        return decisions
+    gates = [i for i, d in enumerate(decisions) if d.kind == "gate"][:extra]
+    kept = [d for i, d in enumerate(decisions) if i not in set(gates)]
+    return kept[-DECISIONS:]

@@ -13,6 +13,7 @@ operator call a URL of their choosing inside the cluster (no server-side request
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -48,11 +49,13 @@ class Endpoint(_Model):
             parsed = urlsplit(text)
             host = parsed.hostname or ""
             host.encode("idna")  # an empty or overlong label is refused here, not mid-call
-            parsed.port  # noqa: B018 (raises on a port that is not a number)
+            port = parsed.port  # raises on a port that is not a number
         except (ValueError, UnicodeError):
             raise ValueError("not a URL") from None
-        if parsed.scheme not in ("http", "https") or not host:
+        if parsed.scheme not in ("http", "https") or not host or port == 0:
             raise ValueError("not an http(s) URL with a host")
+        if any(c.isspace() for c in host):
+            raise ValueError("not a URL")
         if any(ord(c) < 32 or ord(c) == 127 for c in text):
             raise ValueError("a control character in the URL")
         return url
@@ -116,7 +119,22 @@ def load(path: str | None) -> Endpoints:
         raise EndpointsError(f"{path}: not YAML{where}") from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            f"{_where(e['loc'])}: {e['msg']}"
             for e in exc.errors(include_input=False, include_url=False)[:5]
         )
         raise EndpointsError(f"{path}: {problems}") from None
+
+
+_FIELDS = {"gates", "receivers", "url", "bearerToken", "timeout", "type", "default"}
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """Where in the file, in words that are no secret: a typo's key may be a URL or a token
+    that lost its colon, so only known fields and endpoint names are said."""
+    named = [str(p) for p in loc if p != "[key]"]
+    return ".".join(
+        p
+        if p in _FIELDS or (i == 1 and re.fullmatch(DNS1123_LABEL, p))  # an endpoint's name
+        else "<unknown key>"
+        for i, p in enumerate(named)
+    )

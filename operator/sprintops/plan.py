@@ -459,6 +459,24 @@ def _deploying(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observ
     return Plan(status, () if ours else (Deploy(target),), POLL)
 
 
+def _stalled(
+    spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observations
+) -> Plan | None:
+    """A held step whose checks stopped passing: the hold stays (a round that does not
+    pass is no reason to start it over), but not past progressDeadline without passing."""
+    hold = status.hold
+    assert hold is not None
+    last_ready = parse_timestamp(hold.ready_at or hold.since)
+    if (obs.now - last_ready).total_seconds() <= seconds(spec.analysis.progress_deadline):
+        return None
+    index, steps = status.step_index or 0, spec.traffic.steps
+    why = (
+        f"step {index + 1}/{len(steps)}: checks have not passed for "
+        f"{spec.analysis.progress_deadline} while held ({status.message})"
+    )
+    return _rollback(end_hold(status, obs.now), obs, why, "ProgressDeadlineExceeded")
+
+
 def _deploy_elapsed(status: SprintReleaseStatus, obs: Observations) -> float:
     """Seconds the deployment has had toward the deadline: holds that do not count left out."""
     started = parse_timestamp(status.deploy_started_at or timestamp(obs.now))
@@ -507,9 +525,11 @@ def _progressing(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Obse
     healthy = bool(status.last_check_passed) or status.promotion == "force"
     ready = baked and healthy
     notes: tuple[Emit, ...] = ()
-    if not ready:  # a hold lasts only while it alone keeps the next increase back
-        status = end_hold(status, obs.now)
-    elif index + 1 < len(steps):
+    if not ready and status.hold is not None:
+        stalled = _stalled(spec, status, obs)
+        if stalled is not None:
+            return stalled
+    elif ready and index + 1 < len(steps):
         cleared = _clearance(spec, status, obs, index + 1)
         status, notes = cleared.status, _notes(cleared)
         if cleared.held is not None:
@@ -1028,6 +1048,9 @@ def _held(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observation
     why = obs.blocker or ""
     since = status.blocked_since or timestamp(obs.now)
     blocked_for = (obs.now - parse_timestamp(since)).total_seconds()
+    # A blocked release is not held back by a freeze, a window or a person alone: the
+    # time so far that did not count stays uncounted, and from now on it counts.
+    status = end_hold(status, obs.now)
     phase = status.phase
     held_by_a_person = phase == "Deploying" and paused_by_request(obs.requests)
     if phase in (None, "Pending", "Deploying", "Progressing") and not held_by_a_person:
@@ -1036,9 +1059,10 @@ def _held(spec: SprintReleaseSpec, status: SprintReleaseStatus, obs: Observation
             start = status.step_started_at or since
         elif phase == "Deploying":
             start = status.deploy_started_at or since
-        if (obs.now - parse_timestamp(start)).total_seconds() > seconds(
-            spec.analysis.progress_deadline
-        ):
+        elapsed = (obs.now - parse_timestamp(start)).total_seconds()
+        if phase in ("Deploying", "Progressing"):
+            elapsed -= status.held_seconds
+        if elapsed > seconds(spec.analysis.progress_deadline):
             late = (
                 f"blocked for {blocked_for:.0f}s, past progressDeadline "
                 f"{spec.analysis.progress_deadline}: {why}"

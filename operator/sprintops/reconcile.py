@@ -129,6 +129,7 @@ class Runtime:
     def gone(self, uid: str) -> None:
         """The object no longer exists."""
         self.forget(uid)
+        self.notifier.gone(uid)
         self.deleting.discard(uid)
         self.locks.pop(uid, None)
 

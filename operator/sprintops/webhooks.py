@@ -113,6 +113,9 @@ class Notifier:
     _started: set[tuple[str, str]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # One delivery at a time per release and receiver, in the order submitted (asyncio's
+    # locks are first come, first served): a retried notice is never overtaken.
+    _queues: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     backoff: float = BACKOFF
 
     @property
@@ -136,14 +139,26 @@ class Notifier:
             self.done.get(uid, {}).pop(key, None)
         self._started.difference_update((uid, k) for k in keys)
 
+    def gone(self, uid: str) -> None:
+        """A release that no longer exists."""
+        self.done.pop(uid, None)
+        self._started = {(u, k) for u, k in self._started if u != uid}
+        for queue in [q for q in self._queues if q[0] == uid]:
+            if not self._queues[queue].locked():
+                del self._queues[queue]
+
     async def _deliver_all(self, uid: str, key: str, deliveries: list[Delivery]) -> None:
         try:
-            failed = await asyncio.gather(*(self._deliver(d, key) for d in deliveries))
+            failed = await asyncio.gather(*(self._in_order(uid, d, key) for d in deliveries))
             given_up = [f for f in failed if f is not None]
         except Exception as exc:  # never a notice stuck in the outbox for good
             log.exception("notification failed key=%s", key)
             given_up = [f"{key}: internal error ({type(exc).__name__})"]
         self.done.setdefault(uid, {})[key] = given_up
+
+    async def _in_order(self, uid: str, delivery: Delivery, key: str) -> str | None:
+        async with self._queues.setdefault((uid, delivery.receiver), asyncio.Lock()):
+            return await self._deliver(delivery, key)
 
     async def _deliver(self, delivery: Delivery, key: str) -> str | None:
         """None once taken; why, when given up."""

@@ -168,3 +168,28 @@ def test_a_slack_receiver_gets_words_not_the_payload(caplog: pytest.LogCaptureFi
     [message] = bodies
     assert message["text"].startswith(":rewind: documents/docs sprint 42: release.rolledBack")
     assert "failing: request-success-rate" in message["text"] and message["idempotencyKey"] == "k2"
+
+
+def test_a_receiver_hears_notices_in_order_even_after_a_retry() -> None:
+    heard: list[str] = []
+    answers = [503]
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.json()
+        if answers:
+            return web.Response(status=answers.pop())
+        heard.append(body["event"])
+        return web.Response()
+
+    async def check(url: str) -> None:
+        notifier = Notifier(Endpoints(), backoff=0.05)
+        endpoint = Endpoint.model_validate({"url": url})
+        for key, event in enumerate(("release.started", "step.applied", "release.succeeded")):
+            body = {"event": event, "idempotencyKey": str(key)}
+            notifier.submit("u", str(key), [Delivery("hook", endpoint, body)])
+        while len(notifier.done.get("u", {})) < 3:
+            await asyncio.sleep(0.01)
+        await notifier.close()
+
+    _serve(handler, check)
+    assert heard == ["release.started", "step.applied", "release.succeeded"]
