@@ -263,7 +263,10 @@ def test_endpoints_are_names_with_secret_urls(tmp_path: Path) -> None:
     ("text", "said"),
     [
         ("gates: {cab: {url: 'http://cab/s3cret', method: GET}}", "gates.cab.<unknown key>: Extra"),
-        ("gates: {cab: {url: 'http://cab/s3cret', tokn: s3cret}}", "gates.cab.<unknown key>: Extra"),
+        (
+            "gates: {cab: {url: 'http://cab/s3cret', tokn: s3cret}}",
+            "gates.cab.<unknown key>: Extra",
+        ),
         ("receivers: {r: {url: 'http://hooks/s3cret', type: mail}}", "receivers.r.type"),
         ("gates: {cab: {url: 'ftp://cab/s3cret'}}", "not an http(s) URL"),
         ("gates: {cab: {url: 'http://cab..example/s3cret'}}", "not a URL"),
