@@ -153,7 +153,7 @@ def step_overhead(layout: environment.Layout, runs: int = 5) -> dict[str, Any]:
             watcher.start()
             started = time.time()
             custom.create_namespaced_custom_object(api.GROUP, api.VERSION, NS, api.PLURAL, doc)
-            obj = _wait_terminal(custom, {name}, timeout=120)[name]
+            obj = wait_terminal(custom, {name}, timeout=120)[name]
             watcher.stop.set()
             watcher.join()
             status = SprintReleaseStatus.model_validate(obj["status"])
@@ -192,32 +192,37 @@ class Sampler(threading.Thread):
     def __init__(self, pid: int, period: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
-        self.peak_rss_mb, self.cpu_start = _proc_stats(pid)
+        self.peak_rss_mb, self.cpu_start = proc_stats(pid)
         self.cpu_seconds = 0.0
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            rss, cpu = _proc_stats(self.pid)
+            rss, cpu = proc_stats(self.pid)
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             self.cpu_seconds = cpu - self.cpu_start
             time.sleep(self.period)
 
 
 def fleet_100(
-    layout: environment.Layout, count: int = 100, runs: int = 3, pending: float = PENDING_SECONDS
+    layout: environment.Layout,
+    count: int = 100,
+    runs: int = 3,
+    pending: float = PENDING_SECONDS,
+    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`count` services, each with its own release, record pair (one hosted zone) and
     VirtualService, applied at once; Route 53 behind a proxy that throttles above the budget
     and answers PENDING for `pending` seconds after each change, as real Route 53 does (the
-    operator waits for INSYNC in its event loop, so a fleet's waits hold no thread)."""
+    operator waits for INSYNC in its event loop, so a fleet's waits hold no thread).
+    `changes` edit every release's spec (see `fleet.release_doc`)."""
     state = environment.up(layout, say=lambda _m: None)
     apis = {
         c: client_from_kubeconfig(layout.kubeconfig.read_text(), c) for c in ("mgmt", "even", "odd")
     }
     custom = client.CustomObjectsApi(apis["mgmt"])
     base = fleet.canonical_doc(layout.repo)
-    docs = [fleet.release_doc(base, f"fleet-{i:03d}") for i in range(count)]
+    docs = [fleet.release_doc(base, f"fleet-{i:03d}", **(changes or {})) for i in range(count)]
     kubeconfig = apicount.install(apis, layout.kubeconfig, layout.root / "bench-kubeconfig")
     bakes = len(base["spec"]["traffic"]["steps"]) * seconds(base["spec"]["analysis"]["bakeTime"])
     figures: dict[str, list[float]] = {}
@@ -235,7 +240,7 @@ def fleet_100(
         )
         operator.start()
         try:
-            _wait_serving(operator)
+            wait_serving(operator)
             rig = FleetRig(layout, apis, docs, proxy, operator)
             for _ in range(runs):
                 for name, value in rig.run().items():
@@ -290,7 +295,7 @@ class FleetRig:
                     self.docs,
                 )
             )
-        objs = _wait_terminal(custom, {d["metadata"]["name"] for d in self.docs})
+        objs = wait_terminal(custom, {d["metadata"]["name"] for d in self.docs})
         wall = time.monotonic() - started
         sampler.stop.set()
         sampler.join()
@@ -334,7 +339,7 @@ def _operator_metrics(operator: OperatorProcess) -> dict[str, float]:
     }
 
 
-def _wait_serving(operator: OperatorProcess, timeout: float = 60) -> None:
+def wait_serving(operator: OperatorProcess, timeout: float = 60) -> None:
     """Until the operator's startup handler has run (it serves /metrics last)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -349,7 +354,7 @@ def _wait_serving(operator: OperatorProcess, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def _wait_terminal(
+def wait_terminal(
     custom: client.CustomObjectsApi, names: set[str], timeout: float = 600
 ) -> dict[str, dict[str, Any]]:
     """The releases' objects once every one of them is in a terminal phase. A watch, not a
@@ -407,7 +412,7 @@ def _timeline(objs: list[dict[str, Any]]) -> dict[str, float]:
 # --- idle_1000
 
 
-def _proc_stats(pid: int) -> tuple[float, float]:
+def proc_stats(pid: int) -> tuple[float, float]:
     """(RSS in MB, CPU seconds) of a process, from /proc."""
     rss_kb = next(
         int(line.split()[1])
@@ -454,34 +459,40 @@ def idle_1000(
     operator.start()
     assert operator.proc is not None
     try:
-        time.sleep(20)  # every release seen and its daemon asleep
-        rss_start, cpu_start = _proc_stats(operator.proc.pid)
-        samples = []
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            time.sleep(5)
-            samples.append(_proc_stats(operator.proc.pid)[0])
-        rss_end, cpu_end = _proc_stats(operator.proc.pid)
+        figures = idle_cost(operator.proc.pid, settle)
     finally:
         operator.stop()
         for name in names:
             fleet.remove(custom, name, wait=False)
     return {
-        "rss_mb": summary([rss_start, *samples, rss_end]),
-        "cpu_seconds_over_60s": round(cpu_end - cpu_start, 2),
+        **figures,
         "releases": count,
         "targets": {"rss_mb.p95": "<= 150", "cpu_seconds_over_60s": "<= 1"},
     }
 
 
+def idle_cost(pid: int, settle: float = 60.0, warm_up: float = 20.0) -> dict[str, Any]:
+    """RSS (sampled every 5 s) and CPU seconds of a controller over `settle` seconds, once
+    `warm_up` has let it see every object and go quiet."""
+    time.sleep(warm_up)
+    rss_start, cpu_start = proc_stats(pid)
+    samples = []
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        samples.append(proc_stats(pid)[0])
+    rss_end, cpu_end = proc_stats(pid)
+    return {
+        "rss_mb": summary([rss_start, *samples, rss_end]),
+        "cpu_seconds_over_60s": round(cpu_end - cpu_start, 2),
+    }
+
+
 def run(layout: environment.Layout, out: Path, console: Console | None = None) -> dict[str, Any]:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a log or a pipe: do not squeeze the table into 80 columns
-            console = Console(width=120)
+    console = console or wide_console()
     results: dict[str, Any] = {
         "machine": {
-            "cores": _cores(),
+            "cores": cores(),
             "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         "plan_throughput": plan_throughput(layout.repo),
@@ -529,5 +540,12 @@ def meets(value: float, target: str) -> bool:
     return value <= float(bound) if op == "<=" else value >= float(bound)
 
 
-def _cores() -> int:
+def wide_console() -> Console:
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: do not squeeze a table into 80 columns
+        console = Console(width=120)
+    return console
+
+
+def cores() -> int:
     return os.cpu_count() or 0

@@ -72,6 +72,22 @@ def _bench(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_peers(args: argparse.Namespace) -> int:
+    from sprintops_dev import environment, peers
+
+    root = repo_root()
+    peers.run(
+        environment.Layout(root),
+        root / "bench/peers.json",
+        lag_runs=args.lag_runs,
+        idle_count=args.idle,
+        fleet_count=args.fleet,
+        fleet_runs=args.fleet_runs,
+        plot=root / "docs/peers-step-lag.png",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprintops-dev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="measure plan throughput and step overhead").set_defaults(
         func=_bench
     )
+    peers = sub.add_parser("bench-peers", help="sprintops and Argo Rollouts side by side")
+    peers.add_argument("--lag-runs", type=int, default=5, help="releases per tool in step_lag")
+    peers.add_argument("--idle", type=int, default=1000, help="finished objects in idle")
+    peers.add_argument("--fleet", type=int, default=100, help="concurrent releases in fleet")
+    peers.add_argument("--fleet-runs", type=int, default=1)
+    peers.set_defaults(func=_bench_peers)
     env = sub.add_parser("env", help="the local environment (control plane, Route 53, Prometheus)")
     env.add_argument("action", choices=["up", "down", "status"])
     env.set_defaults(func=_env)
