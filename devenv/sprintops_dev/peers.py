@@ -67,9 +67,12 @@ class Rig:
     apis: dict[str, client.ApiClient]
     built: Path  # rollouts-controller and its CRDs
     argo_kubeconfig: Path
+    hold: int = HOLD_SECONDS
+    tools: tuple[str, ...] = TOOLS
+    warm_up: float = 20.0  # before an idle controller is measured
 
     @classmethod
-    def up(cls, layout: environment.Layout) -> Rig:
+    def up(cls, layout: environment.Layout, **settings: Any) -> Rig:
         built = rollouts.build(layout.repo)
         state = environment.up(layout, say=lambda _m: None)
         admin = layout.kubeconfig.read_text()
@@ -81,7 +84,7 @@ class Rig:
         query = render(BUILTIN_QUERIES["request-success-rate"], {**GATED, "interval": "10s"})
         template = rollouts.analysis_template(state.prometheus_url, query, INTERVAL)
         rollouts.create(apis["even"], template)
-        return cls(layout, state, apis, built, kubeconfig)
+        return cls(layout, state, apis, built, kubeconfig, **settings)
 
     @property
     def even(self) -> client.ApiClient:
@@ -100,6 +103,23 @@ class Rig:
 
     def base(self) -> dict[str, Any]:
         return fleet.canonical_doc(self.layout.repo)
+
+    @property
+    def holds(self) -> int:
+        return len(WEIGHTS) * self.hold
+
+    def changes(self, tool: str) -> dict[str, Any]:
+        """A sprintops release with the same hold and gate as Argo's, in `tool`'s scope."""
+        return {
+            "analysis__interval": INTERVAL,
+            "analysis__bakeTime": f"{self.hold}s",
+            "analysis__metrics": GATE,
+            **(ONE_COPY if tool == "sprintops_one_copy" else {}),
+        }
+
+    def order(self, run: int) -> tuple[str, ...]:
+        """Alternating, so that machine noise hits every tool alike."""
+        return self.tools if run % 2 == 0 else self.tools[::-1]
 
 
 # --- the outside watcher
@@ -158,7 +178,7 @@ class WeightWatch:
                     weight = int(dest.get("weight", 0))
                     self.seen.setdefault(vs["metadata"]["name"], {}).setdefault(weight, now)
 
-    def lags_ms(self, name: str, hold: float = HOLD_SECONDS) -> list[float]:
+    def lags_ms(self, name: str, hold: float) -> list[float]:
         """From the end of each hold (its weight seen + `hold`) to the next weight seen."""
         seen = self.seen.get(name, {})
         return [
@@ -171,16 +191,9 @@ class WeightWatch:
 # --- step_lag
 
 
-def sprintops_step_lag(rig: Rig, run: int, changes: dict[str, Any]) -> tuple[list[float], float]:
+def sprintops_step_lag(rig: Rig, run: int, tool: str) -> tuple[list[float], float]:
     custom = client.CustomObjectsApi(rig.apis["mgmt"])
-    doc = fleet.release_doc(
-        rig.base(),
-        f"lag-{run}",
-        analysis__interval=INTERVAL,
-        analysis__bakeTime=f"{HOLD_SECONDS}s",
-        analysis__metrics=GATE,
-        **changes,
-    )
+    doc = fleet.release_doc(rig.base(), f"lag-{run}", **rig.changes(tool))
     spec = fleet.prepare(rig.layout, rig.apis, doc)
     name = doc["metadata"]["name"]
     namespace = spec.traffic.istio.virtual_service.namespace
@@ -192,7 +205,7 @@ def sprintops_step_lag(rig: Rig, run: int, changes: dict[str, Any]) -> tuple[lis
     fleet.remove(custom, name, wait=False, lift_finalizer=False)
     if obj["status"]["phase"] != "Succeeded":
         raise RuntimeError(f"{name} ended {obj['status']['phase']}: {obj['status'].get('message')}")
-    return seen.lags_ms(spec.traffic.istio.virtual_service.name), wall - len(WEIGHTS) * HOLD_SECONDS
+    return seen.lags_ms(spec.traffic.istio.virtual_service.name, rig.hold), wall - rig.holds
 
 
 def argo_step_lag(rig: Rig, run: int) -> tuple[list[float], float]:
@@ -204,7 +217,7 @@ def argo_step_lag(rig: Rig, run: int) -> tuple[list[float], float]:
         rollouts.release(rig.even, name, str(run))
         rollouts.wait_done(rig.even, {name}, timeout=180)
         wall = time.time() - started
-    return seen.lags_ms(name), wall - len(WEIGHTS) * HOLD_SECONDS
+    return seen.lags_ms(name, rig.hold), wall - rig.holds
 
 
 def argo_fleet_ready(rig: Rig, names: list[str], *, replicas: int, routed: bool = True) -> None:
@@ -215,7 +228,7 @@ def argo_fleet_ready(rig: Rig, names: list[str], *, replicas: int, routed: bool 
         if routed:
             objs += rollouts.service_objects(name, 8080)
         objs.append(
-            rollouts.rollout(name, template, replicas, WEIGHTS, f"{HOLD_SECONDS}s", routed=routed)
+            rollouts.rollout(name, template, replicas, WEIGHTS, f"{rig.hold}s", routed=routed)
         )
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda o: rollouts.create(rig.even, o), objs))
@@ -227,8 +240,8 @@ def fleet_spec(rig: Rig) -> api.SprintReleaseSpec:
 
 
 def step_lag(rig: Rig, runs: int) -> dict[str, Any]:
-    lags: dict[str, list[float]] = {tool: [] for tool in TOOLS}
-    extra: dict[str, list[float]] = {tool: [] for tool in TOOLS}
+    lags: dict[str, list[float]] = {tool: [] for tool in rig.tools}
+    extra: dict[str, list[float]] = {tool: [] for tool in rig.tools}
     operator = rig.operator("operator-peers.log")
     operator.start()
     try:
@@ -236,13 +249,11 @@ def step_lag(rig: Rig, runs: int) -> dict[str, Any]:
         with rig.controller("rollouts-lag.log"):
             argo_fleet_ready(rig, ["lag"], replicas=3)
             for run in range(runs):
-                order = TOOLS if run % 2 == 0 else TOOLS[::-1]
-                for tool in order:
+                for tool in rig.order(run):
                     if tool == "argo":
                         got = argo_step_lag(rig, run + 1)
                     else:
-                        changes = ONE_COPY if tool == "sprintops_one_copy" else {}
-                        got = sprintops_step_lag(rig, run, changes)
+                        got = sprintops_step_lag(rig, run, tool)
                     lags[tool] += got[0]
                     extra[tool].append(got[1])
     finally:
@@ -254,7 +265,7 @@ def step_lag(rig: Rig, runs: int) -> dict[str, Any]:
             "wall_minus_holds_s": bench.summary(extra[tool]),
             "samples_ms": [round(v, 1) for v in lags[tool]],
         }
-        for tool in TOOLS
+        for tool in rig.tools
     }
 
 
@@ -267,14 +278,14 @@ def argo_idle(rig: Rig, count: int, settle: float) -> dict[str, Any]:
         try:
             argo_fleet_ready(rig, [f"idle-{i}" for i in range(count)], replicas=0, routed=False)
             assert controller.proc is not None
-            return bench.idle_cost(controller.proc.pid, settle)
+            return bench.idle_cost(controller.proc.pid, settle, rig.warm_up)
         finally:
             rollouts.delete_all(rig.even)
 
 
 def idle(rig: Rig, count: int, settle: float) -> dict[str, Any]:
     out = {"argo": argo_idle(rig, count, settle)}
-    mine = bench.idle_1000(rig.layout, count, settle)
+    mine = bench.idle_1000(rig.layout, count, settle, rig.warm_up)
     out["sprintops"] = {k: mine[k] for k in out["argo"]}
     return out
 
@@ -300,9 +311,8 @@ def argo_fleet(rig: Rig, names: list[str], run: int) -> dict[str, float]:
         sampler.join()
     finally:
         controller.stop()
-    holds = len(WEIGHTS) * HOLD_SECONDS
     return {
-        "overrun_s": max(finished.values()) - started - holds,
+        "overrun_s": max(finished.values()) - started - rig.holds,
         "kube_requests_per_release": (apicount.dispatched(rig.even, rollouts.FLOW_SCHEMA) - before)
         / len(names),
         "peak_rss_mb": sampler.peak_rss_mb,
@@ -310,11 +320,10 @@ def argo_fleet(rig: Rig, names: list[str], run: int) -> dict[str, float]:
     }
 
 
-def sprintops_fleet(rig: Rig, count: int, changes: dict[str, Any]) -> dict[str, float]:
-    got = bench.fleet_100(rig.layout, count=count, runs=1, pending=0, changes=changes)
-    holds = len(WEIGHTS) * HOLD_SECONDS
+def sprintops_fleet(rig: Rig, count: int, tool: str) -> dict[str, float]:
+    got = bench.fleet_100(rig.layout, count=count, runs=1, pending=0, changes=rig.changes(tool))
     return {
-        "overrun_s": got["wall_s"]["median"] - holds,
+        "overrun_s": got["wall_s"]["median"] - rig.holds,
         "kube_requests_per_release": got["kube_requests_per_release"]["median"],
         "peak_rss_mb": got["operator_peak_rss_mb"]["median"],
         "cpu_seconds": got["operator_cpu_seconds"]["median"],
@@ -324,18 +333,16 @@ def sprintops_fleet(rig: Rig, count: int, changes: dict[str, Any]) -> dict[str, 
 
 def fleet_run(rig: Rig, count: int, runs: int) -> dict[str, Any]:
     names = [f"fleet-{i:03d}" for i in range(count)]
-    figures: dict[str, dict[str, list[float]]] = {tool: {} for tool in TOOLS}
+    figures: dict[str, dict[str, list[float]]] = {tool: {} for tool in rig.tools}
     try:
         with rig.controller("rollouts-fleet-setup.log", **FLEET_SETTINGS):
             argo_fleet_ready(rig, names, replicas=3)
         for run in range(runs):
-            for tool in TOOLS if run % 2 == 0 else TOOLS[::-1]:
+            for tool in rig.order(run):
                 if tool == "argo":
                     got = argo_fleet(rig, names, run)
                 else:
-                    got = sprintops_fleet(
-                        rig, count, ONE_COPY if tool == "sprintops_one_copy" else {}
-                    )
+                    got = sprintops_fleet(rig, count, tool)
                 for key, value in got.items():
                     figures[tool].setdefault(key, []).append(value)
     finally:
@@ -360,8 +367,10 @@ def run(
     settle: float = 60.0,
     plot: Path | None = None,
     console: Console | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    rig = Rig.up(layout)
+    """`settings` go to the Rig (hold, tools, warm_up): the smoke test makes a tiny run."""
+    rig = Rig.up(layout, **settings)
     results: dict[str, Any] = {
         "machine": {
             "cores": bench.cores(),
