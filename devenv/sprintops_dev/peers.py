@@ -297,8 +297,8 @@ def argo_fleet(rig: Rig, names: list[str], run: int) -> dict[str, float]:
     controller = rig.controller("rollouts-fleet.log", **FLEET_SETTINGS)
     pid = controller.start()
     try:
-        # Started fresh, its caches filled with the fleet at rest, then counted: as the
-        # operator is in bench.fleet_100.
+        # Leading, its caches filled with the fleet at rest, then counted: as the operator
+        # is in bench.fleet_100.
         time.sleep(5)
         before = apicount.dispatched(rig.even, rollouts.FLOW_SCHEMA)
         sampler = bench.Sampler(pid)

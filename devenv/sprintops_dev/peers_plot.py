@@ -39,8 +39,12 @@ def step_lag(results: dict[str, Any], out: Path) -> None:
             fontsize=9,
         )
     ax.set_yticks(range(1, len(tools) + 1), [LABELS[t] for t in tools])
-    ax.set_xlabel("seconds from a hold's end to the next weight on the VirtualService")
-    ax.set_xlim(left=min(0.0, *[min(v) for v in samples]))
+    ax.set_xlabel(
+        "seconds from a hold's end to the next weight on the VirtualService\n"
+        "(a hold ends its length after its weight appeared; below 0: the next weight came sooner)"
+    )
+    ax.axvline(0, color="grey", linewidth=1, linestyle=":")
+    ax.margins(x=0.08)
     ax.grid(axis="x", alpha=0.3)
     machine, argo = results["machine"], results["argo_rollouts"]
     n = lag[tools[0]]["lag_ms"]["n"]

@@ -23,7 +23,7 @@ from kubernetes import client, watch
 
 from sprintops.kube import apply
 from sprintops_dev import apicount, seed
-from sprintops_dev.processes import free_port, terminate
+from sprintops_dev.processes import free_port, terminate, wait_for
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 NAMESPACE = "argo-bench"  # the Rollouts, their Services and VirtualServices
@@ -32,6 +32,7 @@ FLOW_SCHEMA = "argo-rollouts-bench"
 TEMPLATE = "success-rate"
 ROUTE = "primary"
 RUN_ANNOTATION = "bench.sprintops.io/run"
+RUNNING = b"Controller is running."  # logged once it holds the leader lease
 
 
 def build(repo: Path) -> Path:
@@ -265,7 +266,11 @@ class Controller:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> int:
+    def start(self, timeout: float = 60) -> int:
+        """Starts it and waits until it leads: a controller that was just stopped leaves its
+        lease behind, and the next one waits out the lease (15 s) before it does anything."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -274,6 +279,13 @@ class Controller:
                 # Where it keeps its leader-election lease, as its Deployment would say.
                 env={**os.environ, "POD_NAMESPACE": ACCOUNT[0]},
             )
+        wait_for(
+            "rollouts-controller",
+            lambda: RUNNING in self.log.read_bytes()[offset:],
+            timeout,
+            pid=self.proc.pid,
+            log=self.log,
+        )
         return self.proc.pid
 
     def stop(self) -> None:
