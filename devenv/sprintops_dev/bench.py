@@ -526,8 +526,8 @@ def idle_cost(pid: int, settle: float = 60.0, warm_up: float = 20.0) -> dict[str
     rss_start, cpu_start = proc_stats(pid)
     samples = []
     deadline = time.monotonic() + settle
-    while time.monotonic() < deadline:
-        time.sleep(5)
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(5.0, left))
         samples.append(proc_stats(pid)[0])
     rss_end, cpu_end = proc_stats(pid)
     return {

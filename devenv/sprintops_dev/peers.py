@@ -92,7 +92,7 @@ class Rig:
 
     def controller(self, log: str, **settings: Any) -> rollouts.Controller:
         return rollouts.Controller(
-            self.built, self.argo_kubeconfig, self.layout.root / "logs" / log, **settings
+            self.even, self.built, self.argo_kubeconfig, self.layout.root / "logs" / log, **settings
         )
 
     def operator(self, log: str) -> OperatorProcess:
@@ -223,14 +223,14 @@ def argo_step_lag(rig: Rig, run: int) -> tuple[list[float], float]:
 def argo_fleet_ready(rig: Rig, names: list[str], *, replicas: int, routed: bool = True) -> None:
     """Rollouts at their first revision (Argo skips the steps for it), done."""
     template = seed.previous_service(fleet_spec(rig)).template
-    objs: list[dict[str, Any]] = []
-    for name in names:
-        if routed:
-            objs += rollouts.service_objects(name, 8080)
-        objs.append(
-            rollouts.rollout(name, template, replicas, WEIGHTS, f"{rig.hold}s", routed=routed)
-        )
+    routing = [o for name in names if routed for o in rollouts.service_objects(name, 8080)]
+    objs = [
+        rollouts.rollout(name, template, replicas, WEIGHTS, f"{rig.hold}s", routed=routed)
+        for name in names
+    ]
     with ThreadPoolExecutor(8) as pool:
+        # The Services first: a Rollout naming one that does not exist yet is invalid.
+        list(pool.map(lambda o: rollouts.create(rig.even, o), routing))
         list(pool.map(lambda o: rollouts.create(rig.even, o), objs))
     rollouts.wait_done(rig.even, set(names), timeout=600)
 
@@ -299,7 +299,7 @@ def argo_fleet(rig: Rig, names: list[str], run: int) -> dict[str, float]:
     try:
         # Leading, its caches filled with the fleet at rest, then counted: as the operator
         # is in bench.fleet_100.
-        time.sleep(5)
+        time.sleep(min(5.0, rig.warm_up))
         before = apicount.dispatched(rig.even, rollouts.FLOW_SCHEMA)
         sampler = bench.Sampler(pid)
         sampler.start()

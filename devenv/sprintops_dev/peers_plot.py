@@ -25,7 +25,13 @@ def step_lag(results: dict[str, Any], out: Path) -> None:
     tools = [t for t in LABELS if t in lag]
     samples = [[v / 1000 for v in lag[t]["samples_ms"]] for t in tools]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    ax.boxplot(samples, vert=False, widths=0.5, showfliers=False, medianprops={"color": "black"})
+    ax.boxplot(
+        samples,
+        orientation="horizontal",
+        widths=0.5,
+        showfliers=False,
+        medianprops={"color": "black"},
+    )
     for row, (tool, values) in enumerate(zip(tools, samples, strict=True), start=1):
         jitter = [row + 0.12 * ((i % 5) - 2) / 2 for i in range(len(values))]
         ax.scatter(values, jitter, s=22, color=COLOURS[tool], alpha=0.8, zorder=3)
