@@ -386,12 +386,17 @@ def run(
             "version": rollouts.version(rig.built),
             "fleet_settings": FLEET_SETTINGS,
         },
-        "step_lag": step_lag(rig, lag_runs),
-        f"idle_{idle_count}": idle(rig, idle_count, settle),
-        f"fleet_{fleet_count}": fleet_run(rig, fleet_count, fleet_runs),
+    }
+    scenarios: dict[str, Callable[[], dict[str, Any]]] = {
+        "step_lag": lambda: step_lag(rig, lag_runs),
+        f"idle_{idle_count}": lambda: idle(rig, idle_count, settle),
+        f"fleet_{fleet_count}": lambda: fleet_run(rig, fleet_count, fleet_runs),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    for name, scenario in scenarios.items():
+        results[name] = scenario()
+        # Written as it goes: a scenario that fails keeps the figures of those before it.
+        out.write_text(json.dumps(results, indent=2) + "\n")
     if plot is not None:
         from sprintops_dev import peers_plot  # matplotlib: a dev-only dependency, loaded late
 

@@ -105,7 +105,13 @@ def service_objects(name: str, port: int) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": f"{name}-{role}", "namespace": NAMESPACE},
-            "spec": {"selector": {"app": name}, "ports": [{"port": port, "targetPort": port}]},
+            # Headless: a fleet's Services would use up a small cluster's address range, and
+            # the mesh here routes by host name.
+            "spec": {
+                "clusterIP": "None",
+                "selector": {"app": name},
+                "ports": [{"port": port, "targetPort": port}],
+            },
         }
         for role in ("stable", "canary")
     ]
