@@ -47,10 +47,15 @@ def step_lag(results: dict[str, Any], out: Path) -> None:
     ax.set_yticks(range(1, len(tools) + 1), [LABELS[t] for t in tools])
     ax.set_xlabel(
         "seconds from a hold's end to the next weight on the VirtualService\n"
-        "(a hold ends its length after its weight appeared; below 0: the next weight came sooner)"
+        "(a hold ends its length after its weight appeared; linear to 1 s, log beyond)"
     )
     ax.axvline(0, color="grey", linewidth=1, linestyle=":")
-    ax.margins(x=0.08)
+    # Linear within a second, where most steps are; logarithmic beyond, for the stalls.
+    ax.set_xscale("symlog", linthresh=1.0, linscale=2.0)
+    top = max(max(v) for v in samples)
+    ticks = [t for t in (-1, -0.5, 0, 0.5, 1, 2, 5, 10, 20, 50, 100) if t <= max(1, top * 1.5)]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xlim(min(-1.0, *[min(v) for v in samples]), max(1.0, top) * 1.6)
     ax.grid(axis="x", alpha=0.3)
     machine, argo = results["machine"], results["argo_rollouts"]
     n = lag[tools[0]]["lag_ms"]["n"]
