@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?= -rs
 
-.PHONY: help venv prometheus chromium binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos bench
+.PHONY: help venv prometheus chromium binaries helm env-up env-down crds lint unit integration test demo run clean kind-e2e image chaos bench \
+	rollouts bench-peers
 
 help:
 	@echo "make demo      local environment + operator + the canonical release, live"
@@ -46,6 +47,11 @@ prometheus:
 binaries:
 	bash hack/testenv/build.sh >/dev/null
 
+# Argo Rollouts' controller and CRDs, the peer `make bench-peers` measures sprintops against:
+# built once with Go from a pinned version, cached beside the binaries above.
+rollouts:
+	bash hack/testenv/build-rollouts.sh >/dev/null
+
 env-up: venv prometheus binaries
 	$(BIN)/sprintops-dev env up
 
@@ -68,7 +74,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv prometheus chromium binaries helm
+test: venv prometheus chromium binaries rollouts helm
 	@# The integration tests run in two workers, a module at a time, each with a local
 	@# environment of its own (they mostly wait on it); lint and the unit tests (CPU) run
 	@# beside them, and their report follows.
@@ -91,6 +97,11 @@ clean: env-down
 # Figures, not assertions: bench/results.json and a table.
 bench: venv prometheus binaries
 	$(BIN)/sprintops-dev bench
+
+# sprintops and Argo Rollouts side by side on the same control plane: bench/peers.json, a
+# table, and the step-lag plot in docs/.
+bench-peers: venv prometheus binaries rollouts
+	$(BIN)/sprintops-dev bench-peers
 
 # The state machine over the world model, deep; then 20 releases, 30+ SIGKILLs each run,
 # three seeds; exits non-zero on any violation.

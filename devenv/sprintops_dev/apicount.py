@@ -15,6 +15,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from sprintops.kube import apply
+from sprintops_dev import seed
 from sprintops_dev.controlplane import OPERATOR_USER
 from sprintops_dev.identities import service_account_token, token_kubeconfig
 
@@ -23,11 +24,11 @@ SERVICE_ACCOUNT = ("releases", "sprintops-bench")
 _DISPATCHED = "apiserver_flowcontrol_dispatched_requests_total"
 
 
-def _flow_schema(subjects: list[dict[str, Any]]) -> dict[str, Any]:
+def _flow_schema(subjects: list[dict[str, Any]], name: str = FLOW_SCHEMA) -> dict[str, Any]:
     return {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
         "kind": "FlowSchema",
-        "metadata": {"name": FLOW_SCHEMA},
+        "metadata": {"name": name},
         "spec": {
             "matchingPrecedence": 500,
             "priorityLevelConfiguration": {"name": "workload-high"},
@@ -53,10 +54,28 @@ def _flow_schema(subjects: list[dict[str, Any]]) -> dict[str, Any]:
 
 def install(apis: dict[str, client.ApiClient], admin_kubeconfig: Path, out: Path) -> Path:
     """Counts the operator's requests from now on; returns the kubeconfig it must use on mgmt."""
-    namespace, name = SERVICE_ACCOUNT
-    mgmt = apis["mgmt"]
+    for cluster in ("even", "odd"):
+        apply(apis[cluster], _flow_schema([{"kind": "User", "user": {"name": OPERATOR_USER}}]))
+    return install_service_account(
+        apis["mgmt"], admin_kubeconfig, out, cluster="mgmt", account=SERVICE_ACCOUNT
+    )
+
+
+def install_service_account(
+    api: client.ApiClient,
+    admin_kubeconfig: Path,
+    out: Path,
+    *,
+    cluster: str,
+    account: tuple[str, str],
+    flow_schema: str = FLOW_SCHEMA,
+) -> Path:
+    """A cluster-admin ServiceAccount whose requests `cluster`'s apiserver counts under
+    `flow_schema`; returns a kubeconfig that authenticates as it."""
+    namespace, name = account
+    apply(api, seed.namespace(namespace))
     apply(
-        mgmt,
+        api,
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -64,7 +83,7 @@ def install(apis: dict[str, client.ApiClient], admin_kubeconfig: Path, out: Path
         },
     )
     apply(
-        mgmt,
+        api,
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
@@ -78,19 +97,17 @@ def install(apis: dict[str, client.ApiClient], admin_kubeconfig: Path, out: Path
         },
     )
     sa = {"kind": "ServiceAccount", "serviceAccount": {"name": name, "namespace": namespace}}
-    apply(mgmt, _flow_schema([sa]))
-    for cluster in ("even", "odd"):
-        apply(apis[cluster], _flow_schema([{"kind": "User", "user": {"name": OPERATOR_USER}}]))
+    apply(api, _flow_schema([sa], flow_schema))
     out.write_text(
         token_kubeconfig(
-            admin_kubeconfig, "mgmt", service_account_token(mgmt, namespace, name), namespace
+            admin_kubeconfig, cluster, service_account_token(api, namespace, name), namespace
         )
     )
     out.chmod(0o600)
     return out
 
 
-def dispatched(api: client.ApiClient) -> float:
+def dispatched(api: client.ApiClient, flow_schema: str = FLOW_SCHEMA) -> float:
     """Requests of the counted identities this apiserver has dispatched since it started."""
     response = api.call_api(
         "/metrics",
@@ -105,5 +122,5 @@ def dispatched(api: client.ApiClient) -> float:
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == _DISPATCHED and sample.labels.get("flow_schema") == FLOW_SCHEMA
+        if sample.name == _DISPATCHED and sample.labels.get("flow_schema") == flow_schema
     )

@@ -64,11 +64,27 @@ def _chaos(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _bench(_args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace) -> int:
     from sprintops_dev import bench, environment
 
     root = repo_root()
-    bench.run(environment.Layout(root), root / "bench/results.json")
+    bench.run(environment.Layout(root), root / "bench/results.json", scale=args.scale)
+    return 0
+
+
+def _bench_peers(args: argparse.Namespace) -> int:
+    from sprintops_dev import environment, peers
+
+    root = repo_root()
+    peers.run(
+        environment.Layout(root),
+        root / "bench/peers.json",
+        lag_runs=args.lag_runs,
+        idle_count=args.idle,
+        fleet_count=args.fleet,
+        fleet_runs=args.fleet_runs,
+        plot=root / "docs/peers-step-lag.png",
+    )
     return 0
 
 
@@ -85,9 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--releases", type=int, default=20)
     chaos.add_argument("--kills", type=int, default=30)
     chaos.set_defaults(func=_chaos)
-    sub.add_parser("bench", help="measure plan throughput and step overhead").set_defaults(
-        func=_bench
+    bench = sub.add_parser("bench", help="measure plan throughput, step overhead and scale")
+    bench.add_argument(
+        "--scale", action="store_true", help="also a fleet of 1,000 and 10,000 idle (slow)"
     )
+    bench.set_defaults(func=_bench)
+    peers = sub.add_parser("bench-peers", help="sprintops and Argo Rollouts side by side")
+    peers.add_argument("--lag-runs", type=int, default=5, help="releases per tool in step_lag")
+    peers.add_argument("--idle", type=int, default=1000, help="finished objects in idle")
+    peers.add_argument("--fleet", type=int, default=100, help="concurrent releases in fleet")
+    peers.add_argument("--fleet-runs", type=int, default=1)
+    peers.set_defaults(func=_bench_peers)
     env = sub.add_parser("env", help="the local environment (control plane, Route 53, Prometheus)")
     env.add_argument("action", choices=["up", "down", "status"])
     env.set_defaults(func=_env)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sprintops_dev.processes import free_port
+from sprintops_dev.processes import free_port, terminate
 
 
 class OperatorProcess:
@@ -36,9 +36,4 @@ class OperatorProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.proc)

@@ -68,6 +68,18 @@ def stop(pid: int, grace: float = 5.0) -> None:
             return
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """SIGTERM a child, then SIGKILL it if it is still there after `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def wait_for(
     what: str,
     check: Callable[[], bool],

@@ -128,14 +128,14 @@ def operator_rbac() -> list[dict[str, Any]]:
     ]
 
 
-def fake_node() -> dict[str, Any]:
+def fake_node(name: str = NODE_NAME) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
-            "name": NODE_NAME,
+            "name": name,
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {"type": "kwok", "kubernetes.io/hostname": NODE_NAME},
+            "labels": {"type": "kwok", "kubernetes.io/hostname": name},
         },
         "status": {
             "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},

@@ -30,6 +30,16 @@ class Config:
     route53_max_rate: float = field(
         default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_MAX_RATE", "5"))
     )
+    # 0: the rate above in any one second (the old per-account limit). Accounts on the newer
+    # token bucket (10 requests/s, burst 50) set the rate to 10 and this to 50.
+    route53_burst: int = field(
+        default_factory=lambda: int(os.environ.get("SPRINTOPS_ROUTE53_BURST", "0"))
+    )
+    # Seconds at least between a hosted zone's change batches: a fleet stepping together
+    # shares a few batches; a lone release, whose steps are a bake apart, never waits.
+    route53_write_spacing: float = field(
+        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_WRITE_SPACING", "1"))
+    )
     # Seconds a replica's peering record is honoured without a refresh (failover time).
     peering_lifetime: int = field(
         default_factory=lambda: int(os.environ.get("SPRINTOPS_PEERING_LIFETIME", "60"))

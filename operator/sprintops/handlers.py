@@ -76,7 +76,11 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     memo.freeze.start()
     memo.runtime = Runtime(
         mgmt=mgmt,
-        route53=Route53Pairs(max_rate=config.route53_max_rate),
+        route53=Route53Pairs(
+            max_rate=config.route53_max_rate,
+            burst=config.route53_burst,
+            write_spacing=config.route53_write_spacing,
+        ),
         secrets=KubeconfigSecrets(mgmt),
         prometheus_url=config.prometheus_url,
         min_query_range=config.min_query_range,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -72,6 +73,52 @@ def test_rate_zero_is_unpaced() -> None:
     pacer = Pacer(0, clock=t.clock, sleep=t.sleep)
     assert [pacer.wait() for _ in range(10)] == [0] * 10
     assert pacer.settle() == 0
+
+
+def test_token_bucket_sends_its_burst_then_the_rate_and_stays_within_the_bucket() -> None:
+    t = FakeTime()
+    pacer = Pacer(10, burst=50, clock=t.clock, sleep=t.sleep)
+    sent = []
+    for _ in range(200):
+        pacer.wait()
+        sent.append(t.now)
+    # The burst (less the slack kept off it) at once, then 10 per second.
+    assert sum(1 for s in sent if s == sent[0]) == 50 - math.ceil(SLACK_SECONDS * 10)
+    assert sent[-1] - sent[-11] == pytest.approx(1.0)
+    # The server's bucket, counting arrivals up to the slack early, never runs dry.
+    for i, start in enumerate(sent):
+        for end in sent[i:]:
+            window = end - start + SLACK_SECONDS
+            assert sum(1 for s in sent[i:] if s <= end) <= 50 + 10 * window + 1e-9
+
+
+def test_token_bucket_refills_while_quiet() -> None:
+    t = FakeTime()
+    pacer = Pacer(10, burst=50, clock=t.clock, sleep=t.sleep)
+    for _ in range(100):
+        pacer.wait()
+    t.now += 10  # long enough to fill the whole bucket
+    assert [pacer.wait() for _ in range(40)] == [0] * 40
+    assert pacer.settle() == 0
+
+
+def test_group_commit_spaces_a_keys_calls_and_lets_a_lone_caller_go_at_once() -> None:
+    t = FakeTime()
+    sends: list[tuple[float, list[int]]] = []
+
+    def send(key: str, values: list[int]) -> list[int | Exception]:
+        sends.append((t.now, values))
+        return list(values)
+
+    commit: GroupCommit[str, int, int] = GroupCommit(
+        send, spacing=1.0, clock=t.clock, sleep=t.sleep
+    )
+    assert commit("zone", 1) == 1
+    assert commit("zone", 2) == 2  # right after: waits for the spacing
+    t.now += 5
+    assert commit("zone", 3) == 3  # long after: at once
+    assert commit("other", 4) == 4  # another key has its own spacing
+    assert [at - 100 for at, _ in sends] == [0, 1.0, 6.0, 6.0]
 
 
 def _stampede(caller: Callable[[int], None], count: int, gate: threading.Event) -> None:

@@ -2,7 +2,8 @@
 
 Route 53 allows a handful of requests per second per account, and every release of a fleet
 talks to it. Calls due at the same moment for the same hosted zone go out as one request
-(group commit), and every request waits its turn (pacing), so the budget holds however
+(group commit), a zone's calls are spaced so that a fleet stepping together shares a few
+requests (coalescing), and every request waits its turn (pacing), so the budget holds however
 many releases move at once.
 """
 
@@ -25,43 +26,63 @@ SLACK_SECONDS = 0.25
 
 
 class Pacer:
-    """At most `rate` requests in any one-second window, as the server counts them.
+    """A token bucket, as the server counts requests.
 
-    A sliding window over the last `rate` send times: up to `rate` requests go at once (a
-    read and the write right after it do not wait for each other), and no window of
-    1 s + slack ever holds more. `rate` 0 turns pacing off."""
+    `burst` 0 is the old per-account limit: at most `rate` requests in any one-second window
+    (a bucket of `rate` tokens, each back one second after it was spent). Up to `rate`
+    requests go at once (a read and the write right after it do not wait for each other),
+    and no window of 1 s + slack ever holds more.
+
+    `burst` above 0 is Route 53's newer quota: `burst` tokens refilled at `rate` per second,
+    so a quiet account may send `burst` at once, then `rate` per second; the slack is kept off
+    the bucket, so a request that arrives up to that much early still finds a token.
+
+    `rate` 0 turns pacing off."""
 
     def __init__(
         self,
         rate: float,
+        burst: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.count = max(1, int(rate)) if rate > 0 else 0
+        self.burst = burst if rate > 0 else 0
         self.window = self.count / rate + SLACK_SECONDS if rate > 0 else 0.0
+        self.interval = 1 / rate if rate > 0 else 0.0
+        # How far ahead of the steady rate a request may go (GCRA's tolerance).
+        self.tolerance = max(0.0, (self.burst - 1) * self.interval - SLACK_SECONDS)
         self._clock, self._sleep = clock, sleep
         self._sent: deque[float] = deque(maxlen=max(1, self.count))
+        self._theoretical = 0.0  # when the bucket would be full again, were nothing sent
         self._lock = threading.Lock()
 
     def _free_at(self, now: float) -> float:
-        if not self.count or len(self._sent) < self.count:
+        if not self.count:
+            return now
+        if self.burst:
+            return max(now, self._theoretical - self.tolerance)
+        if len(self._sent) < self.count:
             return now
         return max(now, self._sent[0] + self.window)
 
     def wait(self) -> float:
-        """Takes the next slot, sleeping until it comes; returns the seconds waited."""
+        """Takes the next token, sleeping until it comes; returns the seconds waited."""
         if not self.count:
             return 0.0
         with self._lock:
             now = self._clock()
             at = self._free_at(now)
-            self._sent.append(at)
+            if self.burst:
+                self._theoretical = max(self._theoretical, at) + self.interval
+            else:
+                self._sent.append(at)
         if at > now:
             self._sleep(at - now)
         return at - now
 
     def settle(self) -> float:
-        """Sleeps until a slot is free without taking it, so that callers arriving
+        """Sleeps until a token is free without taking it, so that callers arriving
         meanwhile can still join the request that takes it; returns the seconds waited."""
         with self._lock:
             now = self._clock()
@@ -85,16 +106,25 @@ class GroupCommit(Generic[K, T, R]):
     for everyone queued, up to what `take` allows, and hands the lead to the next in line.
 
     `send(key, values)` returns one result or exception per value, in order. `take(values)`
-    says how many from the front of the queue fit in one call (at least one is sent)."""
+    says how many from the front of the queue fit in one call (at least one is sent).
+    `spacing` seconds at least between a key's calls: a caller that comes soon after a call
+    waits for the next one with whoever else comes meanwhile, while a lone caller, long after
+    the last call, goes at once."""
 
     def __init__(
         self,
         send: Callable[[K, list[T]], Sequence[R | Exception]],
         take: Callable[[list[T]], int] = len,
         settle: Callable[[], object] = lambda: None,
+        *,
+        spacing: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._send, self._take, self._settle = send, take, settle
+        self._spacing, self._clock, self._sleep = spacing, clock, sleep
         self._queues: dict[K, list[_Item[T, R]]] = {}
+        self._last: dict[K, float] = {}  # when each key's last call went out
         self._cond = threading.Condition()
 
     def __call__(self, key: K, value: T) -> R:
@@ -124,11 +154,16 @@ class GroupCommit(Generic[K, T, R]):
         batch = [leader]
         results: Sequence[R | Exception]
         try:
+            with self._cond:
+                due = self._last.get(key, -self._spacing) + self._spacing - self._clock()
+            if due > 0:
+                self._sleep(due)
             self._settle()
             with self._cond:
                 queue = self._queues[key]
                 # The leader stays at the front until its own call is done.
                 batch = queue[: max(1, self._take([i.value for i in queue]))]
+                self._last[key] = self._clock()
             results = self._send(key, [i.value for i in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for {len(batch)} calls")

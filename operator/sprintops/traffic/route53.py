@@ -154,10 +154,19 @@ def upserts(spec: Route53, weights: Weights) -> list[Change]:
 
 
 class Route53Pairs:
-    """`max_rate` requests per second at most (0: unpaced), for everything sent through it."""
+    """`max_rate` requests per second at most (0: unpaced), for everything sent through it;
+    `burst` as the account's token bucket has it (0: `max_rate` in any second, see Pacer).
+    A zone's change batches go out `write_spacing` seconds apart at least, so releases that
+    step within that time of each other share one."""
 
-    def __init__(self, client: Route53Client | None = None, max_rate: float = 0.0) -> None:
-        self.pacer = Pacer(max_rate)
+    def __init__(
+        self,
+        client: Route53Client | None = None,
+        max_rate: float = 0.0,
+        burst: int = 0,
+        write_spacing: float = 0.0,
+    ) -> None:
+        self.pacer = Pacer(max_rate, burst)
         self._client = client and self._adopt(client)
         self._client_lock = threading.Lock()
         self._zone_ids: dict[str, str] = {}
@@ -165,7 +174,7 @@ class Route53Pairs:
             self._read_zone, settle=self._settle
         )
         self._writes: GroupCommit[str, list[Change], str] = GroupCommit(
-            self._write_zone, take=fitting, settle=self._settle
+            self._write_zone, take=fitting, settle=self._settle, spacing=write_spacing
         )
         self._changes: dict[str, tuple[str, float]] = {}  # change id -> (status, when seen)
         self._change_lock = threading.Lock()
