@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +18,20 @@ ReleaseOf = Callable[..., tuple[dict[str, Any], SprintReleaseSpec]]
 
 
 def scrape(operator: Operator) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
-    ) as r:
-        text = r.read().decode()
+    # The shared operator may have just been restarted by a test before (bench, chart,
+    # faults...): its metrics are served once its start-up handler ran.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
+            ) as r:
+                text = r.read().decode()
+            break
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
