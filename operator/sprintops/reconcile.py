@@ -258,8 +258,8 @@ class Reconciler:
         outbox = [n for n in result.status.outbox if n.key not in done]
         failed = [why for n in result.status.outbox for why in done.get(n.key, [])]
         new = notifications.notices(uid, before, result, now)
-        if new and self._deliveries(spec, "release.succeeded"):
-            outbox += new
+        # Only what someone will hear: a notice with nowhere to go costs a status write.
+        outbox += [n for n in new if self._deliveries(spec, n.event)]
         _, unknown = self.rt.notifier.endpoints.receivers_for(spec.notifications.receivers)
         for name in unknown if new else ():
             why = f"receiver {name!r} is not defined in the operator's configuration"
@@ -293,6 +293,8 @@ class Reconciler:
     ) -> None:
         uid = obj["metadata"]["uid"]
         for notice in status.outbox:
+            if self.rt.notifier.submitted(uid, notice.key):
+                continue  # delivering, or delivered: nothing to build again every round
             body = notifications.payload(notice, obj["metadata"], spec, status)
             deliveries = [
                 Delivery(name, endpoint, body, slack)

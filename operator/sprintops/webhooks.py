@@ -124,9 +124,13 @@ class Notifier:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    def submitted(self, uid: str, key: str) -> bool:
+        """Whether this process is delivering the notice, or did."""
+        return (uid, key) in self._started
+
     def submit(self, uid: str, key: str, deliveries: list[Delivery]) -> None:
         """Starts delivering a notice unless this process already is (or did)."""
-        if (uid, key) in self._started:
+        if self.submitted(uid, key):
             return
         self._started.add((uid, key))
         task = asyncio.ensure_future(self._deliver_all(uid, key, deliveries))
