@@ -102,6 +102,51 @@ def test_token_bucket_refills_while_quiet() -> None:
     assert pacer.settle() == 0
 
 
+@pytest.mark.parametrize(("rate", "burst"), [(10, 50), (10, 3), (10, 1), (5, 1), (2, 1)])
+def test_token_bucket_keeps_its_slack_however_small_the_bucket(rate: float, burst: int) -> None:
+    """Requests may reach Route 53 up to the slack later than sent: even then no window
+    holds more than its bucket (a_j - a_i >= (j - i + 1 - burst) / rate)."""
+    t = FakeTime()
+    pacer = Pacer(rate, burst=burst, clock=t.clock, sleep=t.sleep)
+    sent = []
+    for n in range(300):
+        t.now += (0.0, 0.0, 0.13, 1.7)[n % 4]
+        start = t.now
+        sent.append(start + pacer.wait())
+        t.now = start  # callers do not wait for each other's sleep
+    sent.sort()
+    worst = max(
+        (j - i + 1 - burst) / rate - (sent[j] - sent[i] - SLACK_SECONDS)
+        for i in range(len(sent))
+        for j in range(i + 1, len(sent))
+    )
+    assert worst <= 1e-9, f"a window short by {worst:.3f}s"
+
+
+def test_a_negative_burst_is_refused() -> None:
+    with pytest.raises(ValueError, match="burst must be 0 or more"):
+        Pacer(5, burst=-1)
+
+
+def test_group_commit_spaces_calls_from_when_they_went_out() -> None:
+    """A call that waited inside `send` (the pacer's hook) counts from then."""
+    t = FakeTime()
+    sent: list[float] = []
+
+    def send(key: str, values: list[int]) -> list[int]:
+        if not sent:
+            t.sleep(0.8)  # the first waits for the pacer in the before-send hook
+        sent.append(t.now)
+        return list(values)
+
+    commit: GroupCommit[str, int, int] = GroupCommit(
+        send, spacing=1.0, clock=t.clock, sleep=t.sleep
+    )
+    commit("zone", 1)
+    commit("zone", 2)
+    assert sent[1] - sent[0] >= 1.0, sent
+
+
 def test_group_commit_spaces_a_keys_calls_and_lets_a_lone_caller_go_at_once() -> None:
     t = FakeTime()
     sends: list[tuple[float, list[int]]] = []

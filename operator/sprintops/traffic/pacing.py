@@ -46,12 +46,17 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if burst < 0:
+            raise ValueError(f"burst must be 0 or more, not {burst}")
         self.count = max(1, int(rate)) if rate > 0 else 0
         self.burst = burst if rate > 0 else 0
         self.window = self.count / rate + SLACK_SECONDS if rate > 0 else 0.0
-        self.interval = 1 / rate if rate > 0 else 0.0
-        # How far ahead of the steady rate a request may go (GCRA's tolerance).
-        self.tolerance = max(0.0, (self.burst - 1) * self.interval - SLACK_SECONDS)
+        # How far ahead of the steady rate a request may go (GCRA's tolerance), the slack
+        # kept off it. A bucket too small to hold the slack spaces requests wider instead:
+        # the slack is never dropped.
+        ahead = (self.burst - 1) / rate - SLACK_SECONDS if rate > 0 else 0.0
+        self.tolerance = max(0.0, ahead)
+        self.interval = 1 / rate - min(0.0, ahead) if rate > 0 else 0.0
         self._clock, self._sleep = clock, sleep
         self._sent: deque[float] = deque(maxlen=max(1, self.count))
         self._theoretical = 0.0  # when the bucket would be full again, were nothing sent
@@ -155,7 +160,8 @@ class GroupCommit(Generic[K, T, R]):
         results: Sequence[R | Exception]
         try:
             with self._cond:
-                due = self._last.get(key, -self._spacing) + self._spacing - self._clock()
+                last = self._last.get(key)
+                due = 0.0 if last is None else last + self._spacing - self._clock()
             if due > 0:
                 self._sleep(due)
             self._settle()
@@ -163,8 +169,11 @@ class GroupCommit(Generic[K, T, R]):
                 queue = self._queues[key]
                 # The leader stays at the front until its own call is done.
                 batch = queue[: max(1, self._take([i.value for i in queue]))]
-                self._last[key] = self._clock()
-            results = self._send(key, [i.value for i in batch])
+            try:
+                results = self._send(key, [i.value for i in batch])
+            finally:  # spaced from when it went out, a wait for the pacer inside included
+                with self._cond:
+                    self._last[key] = self._clock()
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for {len(batch)} calls")
         except Exception as exc:  # the call failed for everyone in it
