@@ -136,8 +136,10 @@ def test_the_bake_waits_for_the_traffic_with_ttl_60_unscaled(
     # last two scrapes' rate, so it jitters around the rise).
     rising = [s for s in seen if 0.5 < s < 5]
     assert len(rising) >= 5 and rising[-1] - rising[0] > 2.5, seen
+    # Rising on the whole, not one jump: the later half of the readings sits clearly above
+    # the earlier (a point, not 2: a busy machine's first reading may come late in the rise).
     half = len(rising) // 2
-    assert sum(rising[half:]) / (len(rising) - half) > sum(rising[:half]) / half + 2, seen
+    assert sum(rising[half:]) / (len(rising) - half) > sum(rising[:half]) / half + 1, seen
     assert (baked - started).total_seconds() > 20, (started, baked)
     # Our own reading of Prometheus: the share reached the band, then the bake began.
     crossed = _share_crossed(
