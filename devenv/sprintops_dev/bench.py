@@ -355,6 +355,8 @@ class FleetRig:
             "wall_s": wall,
             "route53_requests": sum(stats.by_operation.values()),
             "route53_change_batches": stats.by_operation["ChangeResourceRecordSets"],
+            "route53_change_polls": stats.by_operation["GetChange"],
+            "route53_listings": stats.by_operation["ListResourceRecordSets"],
             "route53_peak_per_second": stats.peak_rate(),
             "route53_throttled": stats.injected["Throttling"],
             "route53_releases_per_batch": (

@@ -156,17 +156,20 @@ class FaultProxy:
         return Handler
 
     def _rewrite(self, operation: str, payload: bytes) -> bytes:
-        """moto is INSYNC at once; real Route 53 is PENDING for a while."""
-        if self.faults.pending_seconds <= 0:
-            return payload
+        """moto is INSYNC at once; real Route 53 is PENDING for a while. moto also gives
+        every change batch one id, where Route 53 gives each its own: each gets its own here
+        (moto's GetChange answers any id), so a change's status is its own."""
         match = _CHANGE_ID.search(payload)
         if match is None:
             return payload
         now = time.monotonic()
+        change = match.group(1)
         with self.lock:
             if operation == "ChangeResourceRecordSets":
-                self.changes[match.group(1)] = now
-            submitted = self.changes.get(match.group(1), now)
+                change = b"CFAULTPROXY%08d" % len(self.changes)
+                payload = payload.replace(match.group(1), change, 1)
+                self.changes[change] = now
+            submitted = self.changes.get(change, now)
         if now - submitted < self.faults.pending_seconds:
             with self.lock:
                 self.stats.injected["PENDING"] += 1

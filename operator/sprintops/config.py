@@ -37,8 +37,8 @@ class Config:
     )
     # Seconds at least between a hosted zone's change batches: a fleet stepping together
     # shares a few batches; a lone release, whose steps are a bake apart, never waits.
-    route53_write_spacing: float = field(
-        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_WRITE_SPACING", "1"))
+    route53_zone_spacing: float = field(
+        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_ZONE_SPACING", "1"))
     )
     # Seconds a replica's peering record is honoured without a refresh (failover time).
     peering_lifetime: int = field(

@@ -12,6 +12,7 @@ import pytest
 
 from sprintops.api import Route53, Weights
 from sprintops.traffic.pacing import SLACK_SECONDS, GroupCommit, Pacer
+from sprintops.traffic.propagation import Propagation
 from sprintops.traffic.route53 import (
     MAX_BATCH_ELEMENTS,
     Change,
@@ -331,3 +332,72 @@ def test_pair_of_reads_a_pair_from_a_zone_listing() -> None:
     others = [c["ResourceRecordSet"] for c in _changes("other.example.")]
     assert pair_of(spec, others + mine) == Weights(even=10, odd=90)
     assert pair_of(spec, others + mine[:1]) is None
+
+
+def _propagate(p: Propagation, change: str, start: float, takes: float) -> list[float]:
+    """Polls a change submitted PENDING at `start` that goes INSYNC after `takes` seconds,
+    the way the operator does (a look every second); returns the ages it was asked at."""
+    p.submitted(change, "Z1", "PENDING", start)
+    asked = []
+    for tick in range(1, 200):
+        now = start + tick
+        if p.to_ask(change, 1.0, now) == change:
+            asked.append(float(tick))
+            p.answered(change, "INSYNC" if tick >= takes else "PENDING", now)
+        if p.insync(change):
+            return asked
+    raise AssertionError(f"{change} never went INSYNC")
+
+
+def test_propagation_learns_how_long_changes_take_and_asks_little() -> None:
+    p = Propagation()
+    first = _propagate(p, "C1", 0.0, 20)
+    # Nothing learned: the gaps grow with the age, so a 20 s change costs a dozen questions
+    # and is seen within a quarter of its age.
+    assert first[:4] == [1, 2, 3, 4] and len(first) <= 12 and first[-1] <= 25
+    # Learned: the first question waits about as long, then one a second.
+    later = [_propagate(p, f"C{i}", 100.0 * i, 20) for i in range(2, 6)]
+    assert all(len(asked) <= 3 and asked[-1] <= 21 for asked in later), later
+
+
+def test_propagation_sees_a_fast_change_at_once_and_a_slower_one_each_second() -> None:
+    p = Propagation()
+    assert _propagate(p, "C1", 0.0, 1) == [1]
+    # It learned that changes can be fast: a slow one is asked about every second.
+    assert _propagate(p, "C2", 100.0, 5) == [1, 2, 3, 4, 5]
+
+
+def test_propagation_never_asks_about_a_change_known_insync() -> None:
+    p = Propagation()
+    p.submitted("C1", "Z1", "INSYNC", 0.0)  # moto, and a Route 53 that was quick
+    assert p.insync("C1") and p.to_ask("C1", 1.0, 50.0) is None
+    assert p.to_ask("C-unknown", 1.0, 0.0) == "C-unknown"  # submitted before a restart
+    p.answered("C-unknown", "PENDING", 0.0)
+    assert not p.insync("C-unknown") and p.to_ask("C-unknown", 1.0, 1.0) == "C-unknown"
+    p.answered("C-unknown", "INSYNC", 1.0)
+    # Its age was unknown: nothing learned from it, so the next change is asked at once.
+    assert _propagate(p, "C2", 10.0, 20)[0] == 1
+
+
+def test_propagation_asks_about_a_zones_oldest_pending_change_first() -> None:
+    """A zone's changes go INSYNC in order: a fleet's waiters ask about one at a time."""
+    p = Propagation()
+    for i, zone in enumerate(["Z1", "Z1", "Z2", "Z1"]):
+        p.submitted(f"C{i}", zone, "PENDING", float(i))
+    assert p.to_ask("C3", 1.0, 10.0) == "C0"  # asked for C3's waiter
+    p.answered("C0", "PENDING", 10.0)
+    assert p.to_ask("C1", 1.0, 10.5) is None  # C0 was just asked: nobody asks for a second
+    assert p.to_ask("C2", 1.0, 10.5) == "C2"  # another zone is its own queue
+    p.answered("C0", "INSYNC", 11.0)
+    assert not p.insync("C3")  # only what Route 53 says of a change makes it INSYNC
+    assert p.to_ask("C3", 1.0, 12.0) == "C1"  # once it is as old as C0 took
+    # A change PENDING for five minutes is a fault: it holds newer ones back no longer.
+    assert p.to_ask("C3", 1.0, 400.0) == "C3"
+
+
+def test_propagation_asks_sooner_when_route53_speeds_up() -> None:
+    p = Propagation()
+    for i in range(3):
+        _propagate(p, f"C{i}", 100.0 * i, 20)
+    first_asks = [_propagate(p, f"D{i}", 1000.0 + 100 * i, 4)[0] for i in range(6)]
+    assert first_asks[0] >= 19 and first_asks[-1] <= 5, first_asks

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from sprintops import metrics
 from sprintops.api import CLUSTERS, Route53, Weights
 from sprintops.traffic.pacing import GroupCommit, Pacer
+from sprintops.traffic.propagation import Propagation
 
 if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
@@ -156,27 +157,28 @@ def upserts(spec: Route53, weights: Weights) -> list[Change]:
 class Route53Pairs:
     """`max_rate` requests per second at most (0: unpaced), for everything sent through it;
     `burst` as the account's token bucket has it (0: `max_rate` in any second, see Pacer).
-    A zone's change batches go out `write_spacing` seconds apart at least, so releases that
-    step within that time of each other share one."""
+    A zone's listings, and its change batches, go out `zone_spacing` seconds apart at least,
+    so releases that read or step within that time of each other share one; a lone caller,
+    long after the last one, goes at once."""
 
     def __init__(
         self,
         client: Route53Client | None = None,
         max_rate: float = 0.0,
         burst: int = 0,
-        write_spacing: float = 0.0,
+        zone_spacing: float = 0.0,
     ) -> None:
         self.pacer = Pacer(max_rate, burst)
         self._client = client and self._adopt(client)
         self._client_lock = threading.Lock()
         self._zone_ids: dict[str, str] = {}
         self._reads: GroupCommit[str, Route53, Weights | None] = GroupCommit(
-            self._read_zone, settle=self._settle
+            self._read_zone, settle=self._settle, spacing=zone_spacing
         )
         self._writes: GroupCommit[str, list[Change], str] = GroupCommit(
-            self._write_zone, take=fitting, settle=self._settle, spacing=write_spacing
+            self._write_zone, take=fitting, settle=self._settle, spacing=zone_spacing
         )
-        self._changes: dict[str, tuple[str, float]] = {}  # change id -> (status, when seen)
+        self._propagation = Propagation()
         self._change_lock = threading.Lock()
         self._poll_lock = threading.Lock()
 
@@ -276,25 +278,23 @@ class Route53Pairs:
             ChangeBatch={"Comment": "sprintops", "Changes": changes},  # type: ignore[typeddict-item]
         )
         info = response["ChangeInfo"]
-        self._seen(info["Id"], info["Status"])
+        with self._change_lock:
+            self._propagation.submitted(info["Id"], zone, info["Status"], time.monotonic())
         return info["Id"]
 
-    def _seen(self, change_id: str, status: str) -> None:
-        with self._change_lock:
-            if len(self._changes) > 1000:  # bounded: only recent changes are waited for
-                self._changes.clear()
-            self._changes[change_id] = (status, time.monotonic())
-
     def insync(self, change_id: str, poll: float = 1.0) -> bool:
-        """Whether the change is INSYNC, asking Route 53 at most every `poll` seconds:
-        waiters on one change (a shared batch) share its polls."""
+        """Whether the change is INSYNC, asking Route 53 about it, or an older change of its
+        zone, when propagation.py says it is worth a request (every `poll` seconds at most):
+        waiters on one zone share its questions."""
         with self._poll_lock:
             with self._change_lock:
-                status, when = self._changes.get(change_id, ("", 0.0))
-            if status != "INSYNC" and time.monotonic() - when >= poll:
-                status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
-                self._seen(change_id, status)
-        return status == "INSYNC"
+                ask = self._propagation.to_ask(change_id, poll, time.monotonic())
+            if ask is not None:
+                status = self.client.get_change(Id=ask)["ChangeInfo"]["Status"]
+                with self._change_lock:
+                    self._propagation.answered(ask, status, time.monotonic())
+        with self._change_lock:
+            return self._propagation.insync(change_id)
 
     def wait_insync(
         self, change_id: str, timeout: float = INSYNC_TIMEOUT, poll: float = 1.0

@@ -1,0 +1,99 @@
+"""When to ask Route 53 whether a change batch is INSYNC, and about which.
+
+Real Route 53 takes tens of seconds to propagate a change, and a fleet's steps make a change
+batch every second or two. Asking about every change every second would spend the account's
+request budget on GetChange, so:
+- a hosted zone's changes propagate in the order they were made (Route 53 may refuse a change
+  while an earlier one is in progress: PriorRequestNotComplete), so only the oldest change of
+  a zone still PENDING is asked about; a waiter on a newer one asks about that one for it;
+- the first question about a change comes when the recent changes were last seen PENDING
+  (the earliest of those times), and the ones after it every `poll` seconds, so a steady
+  Route 53 costs two questions a change and is seen within `poll` of going INSYNC. A change
+  INSYNC at its first question counts as PENDING for half its age, so the wait shrinks when
+  Route 53 speeds up. With nothing learned yet, the gaps grow with the
+  change's age (by a quarter), so a slow first change costs a dozen questions and a fast one
+  is seen at once.
+Each change is still INSYNC only when Route 53 says so of it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+INSYNC = "INSYNC"
+LEARNED = 8  # how many recent changes the wait is learned from
+REMEMBERED = 1000  # changes kept: only recent ones are waited for
+GROWTH = 1.25  # with nothing learned, each gap is a quarter of the change's age
+ABANDONED = 300.0  # a change PENDING this long is a fault: it no longer holds newer ones back
+
+
+@dataclass
+class _Change:
+    zone: str
+    submitted: float
+    asked: float  # when Route 53 last said how it stands (the submission counts)
+    status: str
+    pending_for: float = 0.0  # the oldest age at which it was still PENDING
+    aged: bool = True  # whether its submission was seen, so its age is known
+
+
+class Propagation:
+    """What is known about recent changes; the caller supplies the time (monotonic)."""
+
+    def __init__(self) -> None:
+        self._changes: dict[str, _Change] = {}  # in the order they were submitted
+        # For each recent change that went INSYNC, how long it was seen PENDING.
+        self._pending_for: deque[float] = deque(maxlen=LEARNED)
+
+    def submitted(self, change_id: str, zone: str, status: str, now: float) -> None:
+        if len(self._changes) >= REMEMBERED:
+            self._changes.clear()
+        self._changes[change_id] = _Change(zone, now, now, status)
+
+    def answered(self, change_id: str, status: str, now: float) -> None:
+        """What GetChange said about a change."""
+        change = self._changes.get(change_id)
+        if change is None:  # submitted before a restart, or forgotten: its age is unknown
+            change = self._changes[change_id] = _Change("", now, now, status, aged=False)
+        if change.status == INSYNC:
+            return
+        age = now - change.submitted
+        change.asked, change.status = now, status
+        if status != INSYNC:
+            change.pending_for = age
+        elif change.aged:
+            self._pending_for.append(change.pending_for or age / 2)
+
+    def insync(self, change_id: str) -> bool:
+        change = self._changes.get(change_id)
+        return change is not None and change.status == INSYNC
+
+    def to_ask(self, change_id: str, poll: float, now: float) -> str | None:
+        """Which change to ask Route 53 about now for a waiter on `change_id`, if any: the
+        oldest change of its zone still PENDING (it goes INSYNC first), when due."""
+        change = self._changes.get(change_id)
+        if change is None:
+            return change_id
+        if change.status == INSYNC:
+            return None
+        ask = change_id
+        if change.zone:
+            ask = next(
+                i
+                for i, c in self._changes.items()
+                if c is change
+                or (c.zone == change.zone and c.status != INSYNC and now - c.submitted < ABANDONED)
+            )
+        return ask if self._due(self._changes[ask], poll, now) else None
+
+    def _due(self, change: _Change, poll: float, now: float) -> bool:
+        age, asked = now - change.submitted, change.asked - change.submitted
+        learned = min(self._pending_for, default=None)
+        if learned is None:
+            wait = max(asked + poll, asked * GROWTH)
+        elif asked < learned:
+            wait = learned
+        else:
+            wait = asked + poll
+        return age >= wait
