@@ -6,25 +6,28 @@ request budget on GetChange, so:
 - a hosted zone's changes propagate in the order they were made (Route 53 may refuse a change
   while an earlier one is in progress: PriorRequestNotComplete), so only the oldest change of
   a zone still PENDING is asked about; a waiter on a newer one asks about that one for it;
-- the first question about a change comes when the recent changes were last seen PENDING
-  (the earliest of those times), and the ones after it every `poll` seconds, so a steady
-  Route 53 costs two questions a change and is seen within `poll` of going INSYNC. A change
-  INSYNC at its first question counts as PENDING for half its age, so the wait shrinks when
-  Route 53 speeds up. With nothing learned yet, the gaps grow with the
-  change's age (by a quarter), so a slow first change costs a dozen questions and a fast one
-  is seen at once.
+- the first question about a change comes when recent changes were last seen PENDING (the
+  median of those times), and the ones after it every `poll` seconds, growing by a quarter
+  of the time past that, so a steady Route 53 costs two questions a change and is seen
+  within `poll` of going INSYNC, and an unusually slow change costs a few more. A change INSYNC at a
+  first question asked on time counts as PENDING for three quarters of its age, so the wait
+  shrinks when Route 53 speeds up (one asked late, behind an older change, says nothing).
+  With nothing learned yet, the gaps grow with the whole age, so a slow first change costs a
+  dozen questions and a fast one is seen at once.
 Each change is still INSYNC only when Route 53 says so of it.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
 INSYNC = "INSYNC"
 LEARNED = 8  # how many recent changes the wait is learned from
 REMEMBERED = 1000  # changes kept: only recent ones are waited for
-GROWTH = 1.25  # with nothing learned, each gap is a quarter of the change's age
+GROWTH = 1.25  # past what was learned, each gap is a quarter of the time spent past it
+SHRINK = 0.75  # what a change INSYNC at a first question asked on time teaches
 ABANDONED = 300.0  # a change PENDING this long is a fault: it no longer holds newer ones back
 
 
@@ -58,12 +61,18 @@ class Propagation:
             change = self._changes[change_id] = _Change("", now, now, status, aged=False)
         if change.status == INSYNC:
             return
-        age = now - change.submitted
+        age, learned = now - change.submitted, self.learned()
         change.asked, change.status = now, status
         if status != INSYNC:
             change.pending_for = age
-        elif change.aged:
-            self._pending_for.append(change.pending_for or age / 2)
+        elif change.aged and change.pending_for:
+            self._pending_for.append(change.pending_for)
+        elif change.aged and (learned is None or age <= learned * GROWTH):
+            self._pending_for.append(age * SHRINK)
+
+    def learned(self) -> float | None:
+        """How long recent changes were seen PENDING (the median), if any were."""
+        return statistics.median(self._pending_for) if self._pending_for else None
 
     def insync(self, change_id: str) -> bool:
         change = self._changes.get(change_id)
@@ -89,11 +98,9 @@ class Propagation:
 
     def _due(self, change: _Change, poll: float, now: float) -> bool:
         age, asked = now - change.submitted, change.asked - change.submitted
-        learned = min(self._pending_for, default=None)
-        if learned is None:
-            wait = max(asked + poll, asked * GROWTH)
-        elif asked < learned:
-            wait = learned
-        else:
-            wait = asked + poll
-        return age >= wait
+        learned = self.learned() or 0.0
+        if asked < learned:
+            return age >= learned
+        # Past what was learned (nothing, at first), the gaps grow by a quarter of the time
+        # spent past it: a change slower than usual costs a few questions more, not one a second.
+        return age >= asked + max(poll, (asked - learned) * (GROWTH - 1))
