@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,7 @@ def step_floor(
 # --- fleet_100
 
 ROUTE53_BUDGET = 5  # requests/s: the conservative per-account limit, enforced by the proxy
+FLEET_ZONE_SPACING = 3.0  # seconds: the README's advice for a fleet that shares a hosted zone
 PENDING_SECONDS = 20.0  # real Route 53 propagates a change in tens of seconds
 
 
@@ -278,6 +280,7 @@ def fleet_100(
                 "KUBECONFIG": str(kubeconfig),
                 "AWS_ENDPOINT_URL_ROUTE_53": proxy.url,
                 "SPRINTOPS_ROUTE53_MAX_RATE": str(ROUTE53_BUDGET),
+                "SPRINTOPS_ROUTE53_ZONE_SPACING": str(FLEET_ZONE_SPACING),
             },
             layout.root / "logs" / "operator-fleet.log",
         )
@@ -296,6 +299,7 @@ def fleet_100(
         **{name: summary(values) for name, values in figures.items()},
         "configured_bakes_s": bakes,
         "pending_per_change_s": pending,
+        "zone_spacing_s": FLEET_ZONE_SPACING,
         "releases": count,
         "runs": runs,
         "targets": {
@@ -548,18 +552,22 @@ def run(
             "cores": cores(),
             "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
-        "plan_throughput": plan_throughput(layout.repo),
-        "step_overhead": step_overhead(layout),
-        "fleet_10": fleet_100(layout, count=10),
-        "fleet_100": fleet_100(layout),
     }
-    if scale:
-        results["fleet_1000"] = fleet_100(layout, count=1000, runs=1)
-    results["idle_1000"] = idle_1000(layout)
-    if scale:
-        results["idle_10000"] = idle_1000(layout, count=10_000)
+    measured: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("plan_throughput", lambda: plan_throughput(layout.repo)),
+        ("step_overhead", lambda: step_overhead(layout)),
+        ("fleet_10", lambda: fleet_100(layout, count=10)),
+        ("fleet_100", lambda: fleet_100(layout)),
+        *([("fleet_1000", lambda: fleet_100(layout, count=1000, runs=1))] if scale else []),
+        ("idle_1000", lambda: idle_1000(layout)),
+        *([("idle_10000", lambda: idle_1000(layout, count=10_000))] if scale else []),
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    for name, measure in measured:
+        console.print(f"bench: {name}")
+        results[name] = measure()
+        # Written after each scenario: a long run that fails late keeps what it measured.
+        out.write_text(json.dumps(results, indent=2) + "\n")
     table = Table(title=f"sprintops bench ({results['machine']['cores']} cores)")
     for column in ("scenario", "figure", "median", "p95", "n", "target", ""):
         table.add_column(column)
