@@ -659,7 +659,7 @@ class Reconciler:
         else:
             # Read first: weights already back need no write (and a Route 53 that refuses
             # every write must not hold a rollback that has nothing left to do).
-            current = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+            current = await asyncio.to_thread(self.rt.route53.read_at_once, spec.traffic.route53)
             if current != weights:
                 written = await asyncio.to_thread(
                     self.rt.route53.write, spec.traffic.route53, weights

@@ -7,15 +7,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from itertools import pairwise
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from sprintops.api import Route53, Weights
 from sprintops.traffic.pacing import SLACK_SECONDS, GroupCommit, Pacer
-from sprintops.traffic.propagation import Propagation
+from sprintops.traffic.propagation import MAX_GAP, MAX_LEARNED, REMEMBERED, Propagation
 from sprintops.traffic.route53 import (
     MAX_BATCH_ELEMENTS,
     Change,
+    Route53Pairs,
     batch_size,
     fitting,
     pair_of,
@@ -23,6 +26,9 @@ from sprintops.traffic.route53 import (
 )
 from sprintops_dev import seed
 from tests.conftest import REPO
+
+if TYPE_CHECKING:
+    from mypy_boto3_route53 import Route53Client
 
 
 class FakeTime:
@@ -339,11 +345,11 @@ def _propagate(p: Propagation, change: str, start: float, takes: float) -> list[
     the way the operator does (a look every second); returns the ages it was asked at."""
     p.submitted(change, "Z1", "PENDING", start)
     asked = []
-    for tick in range(1, 200):
+    for tick in range(1, 400):
         now = start + tick
         if p.to_ask(change, 1.0, now) == change:
             asked.append(float(tick))
-            p.answered(change, "INSYNC" if tick >= takes else "PENDING", now)
+            p.answered(change, "INSYNC" if tick >= takes else "PENDING", now, now)
         if p.insync(change):
             return asked
     raise AssertionError(f"{change} never went INSYNC")
@@ -372,9 +378,9 @@ def test_propagation_never_asks_about_a_change_known_insync() -> None:
     p.submitted("C1", "Z1", "INSYNC", 0.0)  # moto, and a Route 53 that was quick
     assert p.insync("C1") and p.to_ask("C1", 1.0, 50.0) is None
     assert p.to_ask("C-unknown", 1.0, 0.0) == "C-unknown"  # submitted before a restart
-    p.answered("C-unknown", "PENDING", 0.0)
+    p.answered("C-unknown", "PENDING", 0.0, 0.0)
     assert not p.insync("C-unknown") and p.to_ask("C-unknown", 1.0, 1.0) == "C-unknown"
-    p.answered("C-unknown", "INSYNC", 1.0)
+    p.answered("C-unknown", "INSYNC", 1.0, 1.0)
     # Its age was unknown: nothing learned from it, so the next change is asked at once.
     assert _propagate(p, "C2", 10.0, 20)[0] == 1
 
@@ -385,10 +391,10 @@ def test_propagation_asks_about_a_zones_oldest_pending_change_first() -> None:
     for i, zone in enumerate(["Z1", "Z1", "Z2", "Z1"]):
         p.submitted(f"C{i}", zone, "PENDING", float(i))
     assert p.to_ask("C3", 1.0, 10.0) == "C0"  # asked for C3's waiter
-    p.answered("C0", "PENDING", 10.0)
+    p.answered("C0", "PENDING", 10.0, 10.0)
     assert p.to_ask("C1", 1.0, 10.5) is None  # C0 was just asked: nobody asks for a second
     assert p.to_ask("C2", 1.0, 10.5) == "C2"  # another zone is its own queue
-    p.answered("C0", "INSYNC", 11.0)
+    p.answered("C0", "INSYNC", 11.0, 11.0)
     assert not p.insync("C3")  # only what Route 53 says of a change makes it INSYNC
     assert p.to_ask("C3", 1.0, 12.0) == "C1"  # once it is as old as C0 took
     # A change PENDING for five minutes is a fault: it holds newer ones back no longer.
@@ -422,7 +428,7 @@ def test_propagation_of_a_fleets_steps_costs_about_two_questions_a_change() -> N
             ask = p.to_ask(change, 1.0, now)
             if ask is not None:
                 asks.append(ask)
-                p.answered(ask, "INSYNC" if now - made[ask] >= 20 else "PENDING", now)
+                p.answered(ask, "INSYNC" if now - made[ask] >= 20 else "PENDING", now, now)
         waiting = {c for c in waiting if not p.insync(c)}
     assert all(p.insync(c) for c in made)
     # The first change learns with a dozen questions; the 23 after it take about two each.
@@ -434,8 +440,128 @@ def test_propagation_learns_nothing_from_a_change_first_asked_about_late() -> No
     _propagate(p, "C1", 0.0, 20)
     learned = p.learned()
     p.submitted("C2", "Z1", "PENDING", 100.0)
-    p.answered("C2", "INSYNC", 160.0)  # it waited behind an older change of its zone
+    p.answered("C2", "INSYNC", 160.0, 160.0)  # it waited behind an older change of its zone
     assert p.learned() == learned
     p.submitted("C3", "Z1", "PENDING", 200.0)
-    p.answered("C3", "INSYNC", 200.0 + (learned or 0))  # on time: Route 53 may be faster
+    p.answered(
+        "C3", "INSYNC", 200.0 + (learned or 0), 200.0 + (learned or 0)
+    )  # on time: Route 53 may be faster
     assert (p.learned() or 0) < (learned or 0)
+
+
+def test_propagation_never_waits_long_between_questions_nor_learns_a_long_wait() -> None:
+    """A degraded Route 53 (attack round): gaps that grew without bound made a change INSYNC
+    at 254 s time out at 300 s, and a slow spell taught waits of minutes for dozens of the
+    changes after it."""
+    p = Propagation()
+    asked = _propagate(p, "C1", 0.0, 254)
+    assert asked[-1] <= 254 + MAX_GAP and all(b - a <= MAX_GAP for a, b in pairwise(asked))
+    for i in range(8):
+        _propagate(p, f"S{i}", 1000.0 * (i + 1), 250)
+    assert p.learned() == MAX_LEARNED
+    assert _propagate(p, "F1", 20_000.0, 10)[0] <= MAX_LEARNED
+
+
+def test_propagation_an_answer_about_an_earlier_change_with_the_same_id_is_ignored() -> None:
+    p = Propagation()
+    p.submitted("C1", "Z1", "PENDING", 0.0)
+    p.submitted("C2", "Z1", "PENDING", 1.0)
+    p.submitted("C1", "Z1", "PENDING", 5.0)  # an id seen again: the newest change
+    p.answered("C1", "INSYNC", 6.0, sent=4.0)  # asked before it was submitted again
+    assert not p.insync("C1")
+    assert p.to_ask("C1", 1.0, 30.0) == "C2"  # C2 is older now
+
+
+def test_propagation_a_failed_question_waits_its_turn() -> None:
+    p = Propagation()
+    p.submitted("C1", "Z1", "PENDING", 0.0)
+    assert p.to_ask("C1", 1.0, 1.0) == "C1"
+    p.failed("C1", 1.0)
+    assert p.to_ask("C1", 1.0, 1.5) is None  # not every waiter at once
+    assert p.to_ask("C1", 1.0, 2.0) == "C1"
+
+
+def test_propagation_making_room_keeps_the_changes_in_flight() -> None:
+    p = Propagation()
+    p.submitted("C-flight", "Z1", "PENDING", 0.0)
+    for i in range(REMEMBERED):
+        p.submitted(f"D{i}", "Z2", "INSYNC", 1.0)
+    assert p.to_ask("C-flight", 1.0, 2.0) == "C-flight"  # still known, still queued first
+    p.answered("C-flight", "PENDING", 2.0, 2.0)
+    p.submitted("C-next", "Z1", "PENDING", 3.0)
+    assert p.to_ask("C-next", 1.0, 100.0) == "C-flight"
+
+
+class _Zone:
+    """A stub Route 53 client: one zone of `pages` pages, changes PENDING until told."""
+
+    def __init__(self, pages: int = 1, failing: set[str] | None = None) -> None:
+        self.pages, self.failing = pages, failing or set()
+        self.calls: list[str] = []
+        self.insync: set[str] = set()
+
+    def change_resource_record_sets(self, **_: object) -> dict[str, object]:
+        change = f"C{len(self.calls)}"
+        self.calls.append("change")
+        return {"ChangeInfo": {"Id": change, "Status": "PENDING"}}
+
+    def get_change(self, Id: str) -> dict[str, object]:
+        self.calls.append(f"get {Id}")
+        if Id in self.failing:
+            raise RuntimeError("Throttling")
+        return {"ChangeInfo": {"Status": "INSYNC" if Id in self.insync else "PENDING"}}
+
+    def list_resource_record_sets(self, **kwargs: object) -> dict[str, object]:
+        self.calls.append("list one" if "StartRecordName" in kwargs else "list page")
+        return {"ResourceRecordSets": [], "IsTruncated": False}
+
+    def get_paginator(self, _name: str) -> object:
+        zone = self
+
+        class Pages:
+            def paginate(self, **_: object) -> list[dict[str, object]]:
+                zone.calls.extend(["list page"] * zone.pages)
+                return [{"ResourceRecordSets": []}] * zone.pages
+
+        return Pages()
+
+
+def test_an_error_about_another_releases_change_is_not_this_waiters() -> None:
+    """Attack round: every waiter in a zone asks about its oldest change, so a throttled
+    GetChange once failed releases whose own changes were fine, and each asked again."""
+    zone = _Zone()
+    pairs = Route53Pairs(cast("Route53Client", zone))
+    first, second = pairs._submit("Z1", []), pairs._submit("Z1", [])
+    zone.failing.add(first)
+    time.sleep(0.15)
+    assert pairs.insync(second, poll=0.1) is False  # the oldest's error is not its own
+    assert pairs.insync(first, poll=0.1) is False  # not asked again before its turn
+    assert zone.calls.count(f"get {first}") == 1
+    time.sleep(0.15)
+    with pytest.raises(RuntimeError):
+        pairs.insync(first, poll=0.1)  # its turn: its own error
+    assert zone.calls.count(f"get {first}") == 2
+
+
+def test_a_few_pairs_of_a_large_zone_are_read_a_page_each_and_a_rollback_at_once() -> None:
+    """Attack round: two reads sharing a spaced listing paged through a whole zone of
+    30,000 records, and a rollback's read waited for it."""
+    zone = _Zone(pages=100)
+    pairs = Route53Pairs(cast("Route53Client", zone), zone_spacing=60.0)
+    canonical: Route53 = seed.canonical(REPO).traffic.route53
+    spec = canonical.model_copy(
+        update={"hosted_zone": canonical.hosted_zone.model_copy(update={"id": "Z1"})}
+    )
+    pairs.read_many([spec, spec])  # a zone not yet listed whole: a page each
+    assert zone.calls == ["list one"] * 2
+    zone.calls.clear()
+    pairs.read_many([spec] * 4)  # a whole listing: it learns the zone has 100 pages
+    assert zone.calls.count("list page") == 100
+    zone.calls.clear()
+    pairs.read_many([spec, spec, spec])
+    assert zone.calls == ["list one"] * 3
+    zone.calls.clear()
+    started = time.monotonic()
+    pairs.read(spec)
+    pairs.read_at_once(spec)  # within the spacing of the read before it: no wait
+    assert time.monotonic() - started < 5 and zone.calls == ["list one"] * 2

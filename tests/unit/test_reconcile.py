@@ -188,7 +188,7 @@ class _Route53Pair:
         self.weights = weights
         self.writes = 0
 
-    def read(self, _target: object) -> Weights:
+    def read_at_once(self, _target: object) -> Weights:
         return self.weights
 
     def write(self, _target: object, weights: Weights) -> str:

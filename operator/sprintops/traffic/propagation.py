@@ -29,6 +29,9 @@ REMEMBERED = 1000  # changes kept: only recent ones are waited for
 GROWTH = 1.25  # past what was learned, each gap is a quarter of the time spent past it
 SHRINK = 0.75  # what a change INSYNC at a first question asked on time teaches
 ABANDONED = 300.0  # a change PENDING this long is a fault: it no longer holds newer ones back
+MAX_GAP = 10.0  # seconds between questions at most: a slow change is seen soon after all
+MAX_LEARNED = 60.0  # Route 53 propagates within 60 s: a slow spell never teaches a longer wait
+MIN_POLL = 0.1
 
 
 @dataclass
@@ -51,16 +54,28 @@ class Propagation:
 
     def submitted(self, change_id: str, zone: str, status: str, now: float) -> None:
         if len(self._changes) >= REMEMBERED:
-            self._changes.clear()
+            self._forget(now)
+        self._changes.pop(change_id, None)  # an id seen again is a new change, the newest
         self._changes[change_id] = _Change(zone, now, now, status)
 
-    def answered(self, change_id: str, status: str, now: float) -> None:
-        """What GetChange said about a change."""
+    def _forget(self, now: float) -> None:
+        """Room for more: what nobody can still be waiting for goes first, changes in flight
+        only if that is not enough (the oldest half), so a fleet's queue is kept."""
+        done = [
+            i
+            for i, c in self._changes.items()
+            if c.status == INSYNC or now - c.submitted >= ABANDONED
+        ]
+        for change_id in done or list(self._changes)[: REMEMBERED // 2]:
+            del self._changes[change_id]
+
+    def answered(self, change_id: str, status: str, now: float, sent: float) -> None:
+        """What GetChange, asked at `sent`, said about a change."""
         change = self._changes.get(change_id)
         if change is None:  # submitted before a restart, or forgotten: its age is unknown
             change = self._changes[change_id] = _Change("", now, now, status, aged=False)
-        if change.status == INSYNC:
-            return
+        if change.status == INSYNC or change.submitted > sent:
+            return  # known already, or the answer is about an earlier change with this id
         age, learned = now - change.submitted, self.learned()
         change.asked, change.status = now, status
         if status != INSYNC:
@@ -70,9 +85,18 @@ class Propagation:
         elif change.aged and (learned is None or age <= learned * GROWTH):
             self._pending_for.append(age * SHRINK)
 
+    def failed(self, change_id: str, now: float) -> None:
+        """The question about a change got no answer: the next one waits its turn, so an
+        erroring Route 53 is not asked by every waiter in the zone at once."""
+        change = self._changes.get(change_id)
+        if change is not None:
+            change.asked = now
+
     def learned(self) -> float | None:
         """How long recent changes were seen PENDING (the median), if any were."""
-        return statistics.median(self._pending_for) if self._pending_for else None
+        if not self._pending_for:
+            return None
+        return min(MAX_LEARNED, statistics.median(self._pending_for))
 
     def insync(self, change_id: str) -> bool:
         change = self._changes.get(change_id)
@@ -103,4 +127,5 @@ class Propagation:
             return age >= learned
         # Past what was learned (nothing, at first), the gaps grow by a quarter of the time
         # spent past it: a change slower than usual costs a few questions more, not one a second.
-        return age >= asked + max(poll, (asked - learned) * (GROWTH - 1))
+        gap = min(MAX_GAP, max(poll, MIN_POLL, (asked - learned) * (GROWTH - 1)))
+        return age >= asked + gap

@@ -28,6 +28,7 @@ MAX_WEIGHT = 255  # Route 53's own limit; moto does not enforce it, so we do.
 # UPSERT counts twice (a delete and a create).
 MAX_BATCH_ELEMENTS = 1000
 MAX_BATCH_CHARS = 32_000
+UNKNOWN_ZONE_PAGES = 3  # a zone not yet listed whole: this many pairs are read one by one
 Change = dict[str, Any]
 
 
@@ -172,6 +173,7 @@ class Route53Pairs:
         self._client = client and self._adopt(client)
         self._client_lock = threading.Lock()
         self._zone_ids: dict[str, str] = {}
+        self._zone_pages: dict[str, int] = {}  # pages of each zone's last whole listing
         self._reads: GroupCommit[str, Route53, Weights | None] = GroupCommit(
             self._read_zone, settle=self._settle, spacing=zone_spacing
         )
@@ -231,21 +233,31 @@ class Route53Pairs:
                 out[i] = pair
         return out
 
+    def read_at_once(self, spec: Route53) -> Weights | None:
+        """The pair's weights from a listing of its own, sent now (paced, never spaced): for a
+        rollback, which must not wait for a fleet's shared listing."""
+        return self._read_zone(self.zone_id(spec), [spec])[0]
+
     def _read_zone(self, zone: str, specs: list[Route53]) -> list[Weights | None]:
-        if len(specs) == 1:
-            # One page holds the pair: records are listed in name order starting at ours.
+        if len(specs) <= self._zone_pages.get(zone, UNKNOWN_ZONE_PAGES):
+            # One page holds a pair: records are listed in name order starting at ours. A
+            # few pairs of a zone with many pages (or of a zone not yet listed whole) cost
+            # fewer requests each on its own.
             # (A small MaxItems makes moto page forever, so take the default page size.)
-            page = self.client.list_resource_record_sets(
-                HostedZoneId=zone,
-                StartRecordName=_fqdn(specs[0].record_name),
-                StartRecordType=specs[0].record_type,
-            )
-            rrsets = page["ResourceRecordSets"]
-        else:
-            pages = self.client.get_paginator("list_resource_record_sets").paginate(
-                HostedZoneId=zone
-            )
-            rrsets = [r for page in pages for r in page["ResourceRecordSets"]]
+            out = []
+            for spec in specs:
+                page = self.client.list_resource_record_sets(
+                    HostedZoneId=zone,
+                    StartRecordName=_fqdn(spec.record_name),
+                    StartRecordType=spec.record_type,
+                )
+                out.append(pair_of(spec, page["ResourceRecordSets"]))
+            return out
+        pages = list(
+            self.client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone)
+        )
+        self._zone_pages[zone] = len(pages)
+        rrsets = [r for page in pages for r in page["ResourceRecordSets"]]
         return [pair_of(spec, rrsets) for spec in specs]
 
     def write(self, spec: Route53, weights: Weights) -> str:
@@ -290,9 +302,17 @@ class Route53Pairs:
             with self._change_lock:
                 ask = self._propagation.to_ask(change_id, poll, time.monotonic())
             if ask is not None:
-                status = self.client.get_change(Id=ask)["ChangeInfo"]["Status"]
+                sent = time.monotonic()
+                try:
+                    status = self.client.get_change(Id=ask)["ChangeInfo"]["Status"]
+                except Exception:
+                    with self._change_lock:
+                        self._propagation.failed(ask, time.monotonic())
+                    if ask == change_id:
+                        raise
+                    return False  # about another release's change: not this waiter's error
                 with self._change_lock:
-                    self._propagation.answered(ask, status, time.monotonic())
+                    self._propagation.answered(ask, status, time.monotonic(), sent)
         with self._change_lock:
             return self._propagation.insync(change_id)
 
