@@ -11,6 +11,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, cast
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sprintops.api import Route53, Weights
 from sprintops.traffic.pacing import SLACK_SECONDS, GroupCommit, Pacer
@@ -497,6 +498,7 @@ class _Zone:
 
     def __init__(self, pages: int = 1, failing: set[str] | None = None) -> None:
         self.pages, self.failing = pages, failing or set()
+        self.failing_with = "Throttling"
         self.calls: list[str] = []
         self.insync: set[str] = set()
 
@@ -508,7 +510,8 @@ class _Zone:
     def get_change(self, Id: str) -> dict[str, object]:
         self.calls.append(f"get {Id}")
         if Id in self.failing:
-            raise RuntimeError("Throttling")
+            code = self.failing_with
+            raise ClientError({"Error": {"Code": code, "Message": code}}, "GetChange")
         return {"ChangeInfo": {"Status": "INSYNC" if Id in self.insync else "PENDING"}}
 
     def list_resource_record_sets(self, **kwargs: object) -> dict[str, object]:
@@ -538,9 +541,26 @@ def test_an_error_about_another_releases_change_is_not_this_waiters() -> None:
     assert pairs.insync(first, poll=0.1) is False  # not asked again before its turn
     assert zone.calls.count(f"get {first}") == 1
     time.sleep(0.15)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ClientError, match="Throttling"):
         pairs.insync(first, poll=0.1)  # its turn: its own error
     assert zone.calls.count(f"get {first}") == 2
+
+
+def test_a_lasting_error_reaches_its_own_waiter_and_stops_holding_the_zone() -> None:
+    """Attack round 2: with GetChange denied, only the oldest change's waiter could ever be
+    told, and rarely (others asked for it and kept quiet); the rest timed out after 300 s."""
+    zone = _Zone()
+    pairs = Route53Pairs(cast("Route53Client", zone))
+    first, second = pairs._submit("Z1", []), pairs._submit("Z1", [])
+    zone.failing |= {first, second}
+    zone.failing_with = "AccessDenied"
+    time.sleep(0.15)
+    assert pairs.insync(second, poll=0.1) is False  # asked about the oldest for it
+    with pytest.raises(ClientError, match="AccessDenied"):
+        pairs.insync(first, poll=0.1)  # told at its next look, with no question of its own
+    assert zone.calls.count(f"get {first}") == 1
+    with pytest.raises(ClientError, match="AccessDenied"):
+        pairs.insync(second, poll=0.1)  # the first holds the zone no more: its own question
 
 
 def test_a_few_pairs_of_a_large_zone_are_read_a_page_each_and_a_rollback_at_once() -> None:

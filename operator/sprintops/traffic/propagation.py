@@ -42,6 +42,8 @@ class _Change:
     status: str
     pending_for: float = 0.0  # the oldest age at which it was still PENDING
     aged: bool = True  # whether its submission was seen, so its age is known
+    error: Exception | None = None  # for its own waiter, from a question another one asked
+    holds: bool = True  # whether newer changes of its zone wait behind it
 
 
 class Propagation:
@@ -85,12 +87,24 @@ class Propagation:
         elif change.aged and (learned is None or age <= learned * GROWTH):
             self._pending_for.append(age * SHRINK)
 
-    def failed(self, change_id: str, now: float) -> None:
+    def failed(self, change_id: str, now: float, error: Exception | None = None) -> None:
         """The question about a change got no answer: the next one waits its turn, so an
-        erroring Route 53 is not asked by every waiter in the zone at once."""
+        erroring Route 53 is not asked by every waiter in the zone at once. An `error` that
+        no retry will fix (not a throttle) is kept for the change's own waiter, and the
+        change no longer holds the zone: its waiters would otherwise only see it at 300 s."""
         change = self._changes.get(change_id)
         if change is not None:
             change.asked = now
+            if error is not None:
+                change.error, change.holds = error, False
+
+    def take_error(self, change_id: str) -> Exception | None:
+        """The error kept for this change's waiter, once."""
+        change = self._changes.get(change_id)
+        if change is None or change.error is None:
+            return None
+        error, change.error = change.error, None
+        return error
 
     def learned(self) -> float | None:
         """How long recent changes were seen PENDING (the median), if any were."""
@@ -116,7 +130,12 @@ class Propagation:
                 i
                 for i, c in self._changes.items()
                 if c is change
-                or (c.zone == change.zone and c.status != INSYNC and now - c.submitted < ABANDONED)
+                or (
+                    c.zone == change.zone
+                    and c.status != INSYNC
+                    and c.holds
+                    and now - c.submitted < ABANDONED
+                )
             )
         return ask if self._due(self._changes[ask], poll, now) else None
 

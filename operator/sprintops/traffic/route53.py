@@ -12,7 +12,14 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from sprintops import metrics
 from sprintops.api import CLUSTERS, Route53, Weights
@@ -30,6 +37,33 @@ MAX_BATCH_ELEMENTS = 1000
 MAX_BATCH_CHARS = 32_000
 UNKNOWN_ZONE_PAGES = 3  # a zone not yet listed whole: this many pairs are read one by one
 Change = dict[str, Any]
+
+
+# Errors a later retry may not meet: Route 53 busy or throttling, or the network.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "PriorRequestNotComplete",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalError",
+    }
+)
+TRANSIENT_NETWORK = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
+
+
+def transient(exc: BotoCoreError | ClientError) -> bool:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return exc.response.get("Error", {}).get("Code") in TRANSIENT_CODES or status >= 500
+    return isinstance(exc, TRANSIENT_NETWORK)
 
 
 class WeightError(ValueError):
@@ -300,17 +334,23 @@ class Route53Pairs:
         waiters on one zone share its questions."""
         with self._poll_lock:
             with self._change_lock:
+                kept = self._propagation.take_error(change_id)
                 ask = self._propagation.to_ask(change_id, poll, time.monotonic())
+            if kept is not None:
+                raise kept
             if ask is not None:
                 sent = time.monotonic()
                 try:
                     status = self.client.get_change(Id=ask)["ChangeInfo"]["Status"]
-                except Exception:
+                except (BotoCoreError, ClientError) as exc:
+                    lasting = None if transient(exc) else exc
                     with self._change_lock:
-                        self._propagation.failed(ask, time.monotonic())
+                        self._propagation.failed(ask, time.monotonic(), lasting)
+                        if ask == change_id:
+                            self._propagation.take_error(ask)
                     if ask == change_id:
                         raise
-                    return False  # about another release's change: not this waiter's error
+                    return False  # another release's change: its own waiter is told
                 with self._change_lock:
                     self._propagation.answered(ask, status, time.monotonic(), sent)
         with self._change_lock:
