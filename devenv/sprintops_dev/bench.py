@@ -558,14 +558,18 @@ def run(
         ("step_overhead", lambda: step_overhead(layout)),
         ("fleet_10", lambda: fleet_100(layout, count=10)),
         ("fleet_100", lambda: fleet_100(layout)),
-        *([("fleet_1000", lambda: fleet_100(layout, count=1000, runs=1))] if scale else []),
         ("idle_1000", lambda: idle_1000(layout)),
         *([("idle_10000", lambda: idle_1000(layout, count=10_000))] if scale else []),
+        *([("fleet_1000", lambda: fleet_100(layout, count=1000, runs=1))] if scale else []),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     for name, measure in measured:
         console.print(f"bench: {name}")
-        results[name] = measure()
+        try:
+            results[name] = measure()
+        except Exception as exc:  # the table says which scenario failed and why; the rest run
+            console.print_exception()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         # Written after each scenario: a long run that fails late keeps what it measured.
         out.write_text(json.dumps(results, indent=2) + "\n")
     table = Table(title=f"sprintops bench ({results['machine']['cores']} cores)")
@@ -573,6 +577,9 @@ def run(
         table.add_column(column)
     for scenario, figures in results.items():
         if scenario == "machine":
+            continue
+        if "error" in figures:
+            table.add_row(scenario, "[bold red]failed[/]", figures["error"], "", "", "", "")
             continue
         targets: dict[str, str] = figures.get("targets", {})
         for figure, value in figures.items():

@@ -24,15 +24,12 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector, CollectorRegistry
 
 from sprintops.api import CLUSTERS, Route53
 from sprintops.kube import client_from_kubeconfig
@@ -64,7 +61,7 @@ class Backend:
 Key = tuple[str, str, str]  # cluster, namespace, service
 
 
-class Traffic(Collector):
+class Traffic:
     """Accumulates requests as floats, so low rates still move the counters smoothly."""
 
     def __init__(self) -> None:
@@ -94,35 +91,65 @@ class Traffic(Collector):
                 counts[index] += count * share
                 self.sums[key] += value * count * share
 
-    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
-        names = [
-            "reporter",
-            "destination_cluster",
-            "destination_workload_namespace",
-            "destination_workload",
-            "destination_service",
+    def render(self) -> bytes:
+        """The exposition text. Written here, not by prometheus_client: a fleet's 4,000
+        series took its renderer 90 ms (a second on a loaded machine, past the 250 ms
+        scrape timeout of the operator's Prometheus, which then saw no traffic at all);
+        formatting them directly takes a few. Label values are Kubernetes names and mesh
+        cluster names: nothing in them needs escaping."""
+        lines = [
+            "# HELP istio_requests_total Requests (simulated)",
+            "# TYPE istio_requests_total counter",
         ]
-        requests = CounterMetricFamily(
-            "istio_requests_total", "Requests (simulated)", labels=[*names, "response_code"]
-        )
-        duration = HistogramMetricFamily(
-            "istio_request_duration_milliseconds",
-            "Request duration in ms (simulated)",
-            labels=names,
-        )
         with self.lock:
-            for ((cluster, ns, svc), code), value in sorted(self.requests.items()):
-                labels = ["destination", cluster, ns, svc, f"{svc}.{ns}.svc.cluster.local"]
-                requests.add_metric([*labels, code], value)
-            for (cluster, ns, svc), counts in sorted(self.buckets.items()):
-                labels = ["destination", cluster, ns, svc, f"{svc}.{ns}.svc.cluster.local"]
-                cumulative, acc = [], 0.0
-                for bound, c in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
-                    acc += c
-                    cumulative.append((bound, acc))
-                duration.add_metric(labels, cumulative, self.sums[(cluster, ns, svc)])
-        yield requests
-        yield duration
+            requests = sorted(self.requests.items())
+            histograms = [(k, list(c), self.sums[k]) for k, c in sorted(self.buckets.items())]
+        for ((cluster, ns, svc), code), value in requests:
+            labels = f'{_labels(cluster, ns, svc)},response_code="{code}"'
+            lines.append(f"istio_requests_total{{{labels}}} {value!r}")
+        lines += [
+            "# HELP istio_request_duration_milliseconds Request duration in ms (simulated)",
+            "# TYPE istio_request_duration_milliseconds histogram",
+        ]
+        name = "istio_request_duration_milliseconds"
+        for (cluster, ns, svc), counts, total in histograms:
+            labels, acc = _labels(cluster, ns, svc), 0.0
+            for bound, count in zip(BOUNDS, counts, strict=True):
+                acc += count
+                lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {acc!r}')
+            lines.append(f"{name}_count{{{labels}}} {acc!r}")
+            lines.append(f"{name}_sum{{{labels}}} {total!r}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+BOUNDS = [*(repr(float(b)) for b in BUCKETS), "+Inf"]
+
+
+def _labels(cluster: str, ns: str, svc: str) -> str:
+    return (
+        f'reporter="destination",destination_cluster="{cluster}",'
+        f'destination_workload_namespace="{ns}",destination_workload="{svc}",'
+        f'destination_service="{svc}.{ns}.svc.cluster.local"'
+    )
+
+
+def serve(traffic: Traffic, port: int) -> None:
+    """/metrics on loopback, in a thread of its own."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = traffic.render()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
 def _backends(api: client.ApiClient) -> dict[tuple[str, str], Backend]:
@@ -146,9 +173,7 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
     apis = {c: client_from_kubeconfig(Path(config["kubeconfig"]).read_text(), c) for c in CLUSTERS}
     route53 = Route53Pairs()
     traffic = Traffic()
-    registry = CollectorRegistry()
-    registry.register(traffic)
-    start_http_server(config["port"], addr="127.0.0.1", registry=registry)
+    serve(traffic, config["port"])
     log.info("serving metrics on 127.0.0.1:%s", config["port"])
 
     weights: dict[tuple[str, str], dict[str, int]] = {}

@@ -1,0 +1,28 @@
+"""The simulator's exposition text, without a server."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from sprintops_dev.simulator import BUCKETS, Backend, Traffic
+
+
+def test_exposition_parses_and_counts_what_was_served() -> None:
+    traffic = Traffic()
+    traffic.add(("even-mesh", "shop", "api"), 90.0, Backend(True, 0.0, 10.0))
+    traffic.add(("odd-mesh", "shop", "api"), 10.0, Backend(False, 0.0, 10.0))
+    families = {f.name: f for f in text_string_to_metric_families(traffic.render().decode())}
+    requests = {
+        (s.labels["destination_cluster"], s.labels["response_code"]): s.value
+        for s in families["istio_requests"].samples
+    }
+    assert requests[("even-mesh", "200")] == 90.0
+    assert requests[("odd-mesh", "503")] == 10.0  # no Available Deployment there
+    histogram = [s for s in families["istio_request_duration_milliseconds"].samples]
+    even = [s for s in histogram if s.labels["destination_cluster"] == "even-mesh"]
+    buckets = [s for s in even if s.name.endswith("_bucket")]
+    assert len(buckets) == len(BUCKETS) + 1 and buckets[-1].labels["le"] == "+Inf"
+    assert [s.value for s in buckets] == sorted(s.value for s in buckets)  # cumulative
+    count = next(s for s in even if s.name.endswith("_count"))
+    assert count.value == buckets[-1].value == 90.0
+    assert even[0].labels["destination_service"] == "api.shop.svc.cluster.local"
