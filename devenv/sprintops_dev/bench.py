@@ -227,7 +227,7 @@ def step_floor(
 # --- fleet_100
 
 ROUTE53_BUDGET = 5  # requests/s: the conservative per-account limit, enforced by the proxy
-FLEET_ZONE_SPACING = 3.0  # seconds: the README's advice for a fleet that shares a hosted zone
+FLEET_SPACING = 3.0  # seconds: the README's advice for a fleet that shares a hosted zone
 PENDING_SECONDS = 20.0  # real Route 53 propagates a change in tens of seconds
 
 
@@ -284,7 +284,8 @@ def fleet_100(
                 "KUBECONFIG": str(kubeconfig),
                 "AWS_ENDPOINT_URL_ROUTE_53": proxy.url,
                 "SPRINTOPS_ROUTE53_MAX_RATE": str(ROUTE53_BUDGET),
-                "SPRINTOPS_ROUTE53_ZONE_SPACING": str(FLEET_ZONE_SPACING),
+                "SPRINTOPS_ROUTE53_WRITE_SPACING": str(FLEET_SPACING),
+                "SPRINTOPS_ROUTE53_READ_SPACING": str(FLEET_SPACING),
             },
             layout.root / "logs" / "operator-fleet.log",
         )
@@ -303,7 +304,7 @@ def fleet_100(
         **{name: summary(values) for name, values in figures.items()},
         "configured_bakes_s": bakes,
         "pending_per_change_s": pending,
-        "zone_spacing_s": FLEET_ZONE_SPACING,
+        "route53_spacing_s": FLEET_SPACING,
         "releases": count,
         "runs": runs,
         "targets": {

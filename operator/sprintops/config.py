@@ -37,8 +37,14 @@ class Config:
     )
     # Seconds at least between a hosted zone's change batches: a fleet stepping together
     # shares a few batches; a lone release, whose steps are a bake apart, never waits.
-    route53_zone_spacing: float = field(
-        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_ZONE_SPACING", "1"))
+    route53_write_spacing: float = field(
+        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_WRITE_SPACING", "1"))
+    )
+    # Seconds at least between a hosted zone's listings: 0 shares a listing only among reads
+    # due together. A fleet sets it (see the README): spaced, a lone release's two read-backs
+    # of a step, a second apart, would wait half a second on average.
+    route53_read_spacing: float = field(
+        default_factory=lambda: float(os.environ.get("SPRINTOPS_ROUTE53_READ_SPACING", "0"))
     )
     # Seconds a replica's peering record is honoured without a refresh (failover time).
     peering_lifetime: int = field(

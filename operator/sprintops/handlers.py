@@ -79,7 +79,8 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
         route53=Route53Pairs(
             max_rate=config.route53_max_rate,
             burst=config.route53_burst,
-            zone_spacing=config.route53_zone_spacing,
+            write_spacing=config.route53_write_spacing,
+            read_spacing=config.route53_read_spacing,
         ),
         secrets=KubeconfigSecrets(mgmt),
         prometheus_url=config.prometheus_url,

@@ -567,7 +567,7 @@ def test_a_few_pairs_of_a_large_zone_are_read_a_page_each_and_a_rollback_at_once
     """Attack round: two reads sharing a spaced listing paged through a whole zone of
     30,000 records, and a rollback's read waited for it."""
     zone = _Zone(pages=100)
-    pairs = Route53Pairs(cast("Route53Client", zone), zone_spacing=60.0)
+    pairs = Route53Pairs(cast("Route53Client", zone), write_spacing=60.0)
     canonical: Route53 = seed.canonical(REPO).traffic.route53
     spec = canonical.model_copy(
         update={"hosted_zone": canonical.hosted_zone.model_copy(update={"id": "Z1"})}

@@ -191,18 +191,18 @@ def upserts(spec: Route53, weights: Weights) -> list[Change]:
 class Route53Pairs:
     """`max_rate` requests per second at most (0: unpaced), for everything sent through it;
     `burst` as the account's token bucket has it (0: `max_rate` in any second, see Pacer).
-    A zone's change batches go out `zone_spacing` seconds apart at least, so releases that
+    A zone's change batches go out `write_spacing` seconds apart at least, so releases that
     step within that time of each other share one; a lone caller, long after the last one,
-    goes at once. Listings are shared only by reads due at the same moment: spaced like
-    writes, a release's two read-backs of one step (a second apart) made every step wait
-    half a second on average (step overhead 70 ms -> 560 ms)."""
+    goes at once. Its listings likewise `read_spacing` apart (0: shared only by reads due
+    together; a fleet sets it, see config.py)."""
 
     def __init__(
         self,
         client: Route53Client | None = None,
         max_rate: float = 0.0,
         burst: int = 0,
-        zone_spacing: float = 0.0,
+        write_spacing: float = 0.0,
+        read_spacing: float = 0.0,
     ) -> None:
         self.pacer = Pacer(max_rate, burst)
         self._client = client and self._adopt(client)
@@ -210,10 +210,10 @@ class Route53Pairs:
         self._zone_ids: dict[str, str] = {}
         self._zone_pages: dict[str, int] = {}  # pages of each zone's last whole listing
         self._reads: GroupCommit[str, Route53, Weights | None] = GroupCommit(
-            self._read_zone, settle=self._settle
+            self._read_zone, settle=self._settle, spacing=read_spacing
         )
         self._writes: GroupCommit[str, list[Change], str] = GroupCommit(
-            self._write_zone, take=fitting, settle=self._settle, spacing=zone_spacing
+            self._write_zone, take=fitting, settle=self._settle, spacing=write_spacing
         )
         self._propagation = Propagation()
         self._change_lock = threading.Lock()
