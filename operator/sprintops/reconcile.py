@@ -54,15 +54,18 @@ from sprintops.plan import (
     route53_readback_key,
 )
 from sprintops.traffic.istio import IstioError, VirtualServices
-from sprintops.traffic.route53 import INSYNC_TIMEOUT, Route53Pairs, WeightError, ZoneNotFound
+from sprintops.traffic.route53 import (
+    INSYNC_TIMEOUT,
+    PERMANENT_CODES,
+    Route53Pairs,
+    WeightError,
+    ZoneNotFound,
+    error_code,
+)
 from sprintops.webhooks import Delivery, Notifier, ask
 
 log = logging.getLogger("sprintops.rollout")
 
-# Route 53 answers that no retry can change: the release cannot go on.
-PERMANENT_ROUTE53 = frozenset(
-    {"InvalidChangeBatch", "InvalidInput", "NoSuchHostedZone", "AccessDenied", "InvalidArgument"}
-)
 # Failures of the outside world that hold a release (and say why) instead of crashing it.
 HOLDING_ERRORS = (
     ClusterError,
@@ -222,10 +225,7 @@ class Reconciler:
             try:
                 await self._act(obj, spec, result.status, action)
             except (*HOLDING_ERRORS, *PERMANENT_ERRORS) as exc:
-                permanent = isinstance(exc, PERMANENT_ERRORS) or (
-                    isinstance(exc, ClientError)
-                    and exc.response.get("Error", {}).get("Code") in PERMANENT_ROUTE53
-                )
+                permanent = isinstance(exc, PERMANENT_ERRORS) or error_code(exc) in PERMANENT_CODES
                 (self.rt.fatal_errors if permanent else self.rt.action_errors)[uid] = describe(exc)
                 log.warning(
                     "action failed release=%s/%s action=%s error=%s",

@@ -567,7 +567,7 @@ def test_a_few_pairs_of_a_large_zone_are_read_a_page_each_and_a_rollback_at_once
     """Attack round: two reads sharing a spaced listing paged through a whole zone of
     30,000 records, and a rollback's read waited for it."""
     zone = _Zone(pages=100)
-    pairs = Route53Pairs(cast("Route53Client", zone), write_spacing=60.0)
+    pairs = Route53Pairs(cast("Route53Client", zone), read_spacing=60.0)
     canonical: Route53 = seed.canonical(REPO).traffic.route53
     spec = canonical.model_copy(
         update={"hosted_zone": canonical.hosted_zone.model_copy(update={"id": "Z1"})}
@@ -582,3 +582,17 @@ def test_a_few_pairs_of_a_large_zone_are_read_a_page_each_and_a_rollback_at_once
     pairs.read(spec)
     pairs.read_at_once(spec)  # within the spacing of the read before it: no wait
     assert time.monotonic() - started < 5 and zone.calls == ["list one"] * 2
+
+
+def test_a_change_whose_own_question_fails_for_good_holds_its_zone_no_more() -> None:
+    zone = _Zone()
+    pairs = Route53Pairs(cast("Route53Client", zone))
+    first, second = pairs._submit("Z1", []), pairs._submit("Z1", [])
+    zone.failing.add(first)
+    zone.failing_with = "NoSuchChange"
+    time.sleep(0.15)
+    with pytest.raises(ClientError, match="NoSuchChange"):
+        pairs.insync(first, poll=0.1)  # its own waiter, told at once
+    zone.insync.add(second)
+    assert pairs.insync(second, poll=0.1)  # asked about itself, not the dead change
+    assert f"get {second}" in zone.calls

@@ -12,14 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from sprintops import metrics
 from sprintops.api import CLUSTERS, Route53, Weights
@@ -38,31 +31,14 @@ MAX_BATCH_CHARS = 32_000
 Change = dict[str, Any]
 
 
-# Errors a later retry may not meet: Route 53 busy or throttling, or the network.
-TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "PriorRequestNotComplete",
-        "RequestLimitExceeded",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "InternalError",
-    }
-)
-TRANSIENT_NETWORK = (
-    EndpointConnectionError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
+# Errors no retry fixes: a release that meets one fails and says why.
+PERMANENT_CODES = frozenset(
+    {"InvalidChangeBatch", "InvalidInput", "NoSuchHostedZone", "AccessDenied", "InvalidArgument"}
 )
 
 
-def transient(exc: BotoCoreError | ClientError) -> bool:
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return exc.response.get("Error", {}).get("Code") in TRANSIENT_CODES or status >= 500
-    return isinstance(exc, TRANSIENT_NETWORK)
+def error_code(exc: BaseException) -> str | None:
+    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
 
 
 class WeightError(ValueError):
@@ -343,11 +319,12 @@ class Route53Pairs:
                 try:
                     status = self.client.get_change(Id=ask)["ChangeInfo"]["Status"]
                 except (BotoCoreError, ClientError) as exc:
-                    lasting = None if transient(exc) else exc
+                    # An error no retry fixes is kept for the change's own waiter, and the
+                    # change holds its zone no more; a throttle or the network is asked
+                    # about again in turn.
+                    lasting = error_code(exc) in {*PERMANENT_CODES, "NoSuchChange"}
                     with self._change_lock:
-                        self._propagation.failed(ask, time.monotonic(), lasting)
-                        if ask == change_id:
-                            self._propagation.take_error(ask)
+                        self._propagation.failed(ask, time.monotonic(), exc if lasting else None)
                     if ask == change_id:
                         raise
                     return False  # another release's change: its own waiter is told
