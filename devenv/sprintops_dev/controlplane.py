@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from sprintops_dev.processes import free_port
+from sprintops_dev.processes import alive, free_port
 
 CLUSTERS = ("mgmt", "even", "odd")
 WORKLOAD_CLUSTERS = ("even", "odd")
@@ -60,6 +60,8 @@ def _patches(cluster: str) -> list[dict[str, Any]]:
         "kube-apiserver": {
             "disable-admission-plugins": "TaintNodesByCondition",
             "profiling": "false",
+            # The default /24 holds about 250 Services, which a fleet_1000 overruns.
+            "service-cluster-ip-range": "10.0.0.0/16",
         },
     }
     if cluster == "mgmt":
@@ -190,6 +192,21 @@ class Kwokctl:
                 time.sleep(0.05)
             if Path(f"/proc/{pid}").exists():  # never reaped: forget it, so it is restarted
                 (self.dir(cluster) / "pids" / f"{component}.pid").unlink(missing_ok=True)
+
+    def dead(self, cluster: str) -> list[str]:
+        """The cluster's components that are not running, each with its log's last line."""
+        wanted = CONTROL_PLANE if cluster != "mgmt" else CONTROL_PLANE[:2]
+        out = []
+        for component in ("etcd", *wanted):
+            try:
+                if alive(self.pid(cluster, component)):
+                    continue
+            except (FileNotFoundError, ValueError):
+                pass
+            log = self.dir(cluster) / "logs" / f"{component}.log"
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            out.append(f"{cluster}/{component}: {lines[-1] if lines else 'no log'}")
+        return out
 
     def pid(self, cluster: str, component: str) -> int:
         return int((self.dir(cluster) / "pids" / f"{component}.pid").read_text())

@@ -130,7 +130,7 @@ def is_running(layout: Layout) -> bool:
     if not all(alive(pid) for pid in state.pids.values()):
         return False
     plane = control_plane(layout, state)
-    return all(plane.healthy(c) for c in CLUSTERS)
+    return all(plane.healthy(c) and not plane.dead(c) for c in CLUSTERS)
 
 
 def down(layout: Layout, say: Callable[[str], None] = print) -> None:
@@ -217,6 +217,10 @@ def _start(layout: Layout, state: State, step: Callable[[str], None]) -> None:
             log=plane.dir(cluster) / "logs" / "kube-apiserver.log",
         )
         state.servers[cluster] = plane.server(cluster)
+    # A component that died at start (its port taken) otherwise shows only as a Deployment
+    # that never becomes Available.
+    if dead := [d for c in CLUSTERS for d in plane.dead(c)]:
+        raise RuntimeError("control-plane components not running:\n  " + "\n  ".join(dead))
     admin = merge({c: plane.kubeconfig(c) for c in CLUSTERS}, current="mgmt")
     write_kubeconfig(layout.kubeconfig, admin)
     step("control planes ready")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,11 +12,33 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port that is free now and stays so until its server binds it.
+
+    Not one the kernel hands out (bind to port 0): the same range serves every outgoing
+    connection, and one of them took a kube-controller-manager's port between this choice
+    and its bind. Below that range only an explicit bind takes a port, and each port is
+    given once per process."""
+    floor = _ephemeral_floor()
+    while True:
+        port = secrets.choice(range(max(1024, floor - 20000), floor))
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
         return port
 
 

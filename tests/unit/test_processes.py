@@ -1,0 +1,17 @@
+"""Ports for the local environment's servers."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from sprintops_dev.processes import free_port
+
+
+def test_free_ports_are_distinct_bindable_and_outside_the_kernels_outgoing_range() -> None:
+    floor = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= p < floor for p in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[-1]))
