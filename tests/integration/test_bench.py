@@ -69,7 +69,7 @@ def test_bench_peers_smoke(env: Env, operator: Operator, tmp_path: Path) -> None
     for tool in ("argo", "sprintops"):
         assert set(lag[tool]) == {"lag_ms", "wall_minus_holds_s", "samples_ms"}
         assert lag[tool]["lag_ms"]["n"] == len(lag[tool]["samples_ms"]) == 2  # 10→50→100
-        assert set(results["idle_2"][tool]) == {"rss_mb", "cpu_seconds_over_60s"}
+        assert set(results["idle_2"][tool]) == {"rss_mb", "cpu_seconds_over_60s", "quiet_after_s"}
         fleet = results["fleet_2"][tool]
         assert {"overrun_s", "kube_requests_per_release", "peak_rss_mb", "cpu_seconds"} <= set(
             fleet
