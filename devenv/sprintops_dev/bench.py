@@ -559,9 +559,15 @@ def idle_cost(pid: int, settle: float = 60.0, warm_up: float = 20.0) -> dict[str
 
 
 def run(
-    layout: environment.Layout, out: Path, console: Console | None = None, *, scale: bool = False
+    layout: environment.Layout,
+    out: Path,
+    console: Console | None = None,
+    *,
+    scale: bool = False,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
-    """`scale` adds the slow end of the cost curve: a fleet of 1,000 and 10,000 idle."""
+    """`scale` adds the slow end of the cost curve: a fleet of 1,000 and 10,000 idle; `only`
+    names the scenarios to run, of all of them."""
     console = console or wide_console()
     results: dict[str, Any] = {
         "machine": {
@@ -575,8 +581,16 @@ def run(
         ("fleet_10", lambda: fleet_100(layout, count=10)),
         ("fleet_100", lambda: fleet_100(layout)),
         ("idle_1000", lambda: idle_1000(layout)),
-        *([("idle_10000", lambda: idle_1000(layout, count=10_000))] if scale else []),
-        *([("fleet_1000", lambda: fleet_100(layout, count=1000, runs=1))] if scale else []),
+        ("idle_10000", lambda: idle_1000(layout, count=10_000)),
+        ("fleet_1000", lambda: fleet_100(layout, count=1000, runs=1)),
+    ]
+    slow = {"idle_10000", "fleet_1000"}
+    if unknown := set(only or ()) - {name for name, _ in measured}:
+        raise SystemExit(f"no such scenario: {', '.join(sorted(unknown))}")
+    measured = [
+        (name, measure)
+        for name, measure in measured
+        if (name in only if only else scale or name not in slow)
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     for name, measure in measured:

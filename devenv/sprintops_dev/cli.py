@@ -68,7 +68,9 @@ def _bench(args: argparse.Namespace) -> int:
     from sprintops_dev import bench, environment
 
     root = repo_root()
-    bench.run(environment.Layout(root), root / "bench/results.json", scale=args.scale)
+    bench.run(
+        environment.Layout(root), root / "bench/results.json", scale=args.scale, only=args.only
+    )
     return 0
 
 
@@ -104,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure plan throughput, step overhead and scale")
     bench.add_argument(
         "--scale", action="store_true", help="also a fleet of 1,000 and 10,000 idle (slow)"
+    )
+    bench.add_argument(
+        "--only", action="append", metavar="SCENARIO", help="run just this scenario (repeatable)"
     )
     bench.set_defaults(func=_bench)
     peers = sub.add_parser("bench-peers", help="sprintops and Argo Rollouts side by side")
