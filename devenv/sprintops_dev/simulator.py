@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from sprintops.api import CLUSTERS, Route53
 from sprintops.kube import client_from_kubeconfig
@@ -152,20 +152,80 @@ def serve(traffic: Traffic, port: int) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
-def _backends(api: client.ApiClient) -> dict[tuple[str, str], Backend]:
-    apps = client.AppsV1Api(api)
-    out: dict[tuple[str, str], Backend] = {}
-    # Raw JSON: the client's model classes cost more CPU than the rest of a poll of a fleet.
-    raw = apps.list_deployment_for_all_namespaces(_request_timeout=5, _preload_content=False)
-    for body in json.loads(raw.data)["items"]:
-        template = body["spec"]["template"].get("metadata") or {}
-        annotations = template.get("annotations") or {}
-        out[(body["metadata"]["namespace"], body["metadata"]["name"])] = Backend(
-            available=is_available(body),
-            error_rate=float(annotations.get(ANNOTATION_ERROR_RATE, "0")),
-            latency_ms=float(annotations.get(ANNOTATION_LATENCY, "10")),
+def _backend(body: dict[str, Any]) -> Backend:
+    template = body["spec"]["template"].get("metadata") or {}
+    annotations = template.get("annotations") or {}
+    return Backend(
+        available=is_available(body),
+        error_rate=float(annotations.get(ANNOTATION_ERROR_RATE, "0")),
+        latency_ms=float(annotations.get(ANNOTATION_LATENCY, "10")),
+    )
+
+
+class Deployments:
+    """A cluster's Deployments as backends, kept by a watch: listing a fleet of 1,000 twice a
+    second cost the simulator, and the apiserver, most of a core. Raw JSON throughout: the
+    client's model classes cost more CPU than the rest."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._apps = client.AppsV1Api(api)
+        self._lock = threading.Lock()
+        self._backends: dict[tuple[str, str], Backend] = {}
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def backends(self) -> dict[tuple[str, str], Backend]:
+        with self._lock:
+            return dict(self._backends)
+
+    def fresh(self, namespace: str, name: str) -> Backend | None:
+        """One Deployment as the apiserver has it now, ahead of the watch."""
+        try:
+            raw = self._apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=5, _preload_content=False
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        backend = _backend(json.loads(raw.data))
+        with self._lock:
+            self._backends[(namespace, name)] = backend
+        return backend
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._list_and_watch()
+            except Exception as exc:  # an apiserver down (chaos): keep the last known state
+                log.warning("watching deployments failed: %s", exc)
+                time.sleep(0.5)
+
+    def _list_and_watch(self) -> None:
+        listing = json.loads(
+            self._apps.list_deployment_for_all_namespaces(
+                _request_timeout=5, _preload_content=False
+            ).data
         )
-    return out
+        with self._lock:
+            self._backends = {_key(body): _backend(body) for body in listing["items"]}
+        for event in watch.Watch().stream(
+            self._apps.list_deployment_for_all_namespaces,
+            resource_version=listing["metadata"]["resourceVersion"],
+            timeout_seconds=120,
+            deserialize=False,
+        ):
+            body = event["object"]
+            if event["type"] == "ERROR":  # too old a resourceVersion: list again
+                return
+            with self._lock:
+                if event["type"] == "DELETED":
+                    self._backends.pop(_key(body), None)
+                else:
+                    self._backends[_key(body)] = _backend(body)
+
+
+def _key(body: dict[str, Any]) -> tuple[str, str]:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
 def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25) -> None:
@@ -178,6 +238,7 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
 
     weights: dict[tuple[str, str], dict[str, int]] = {}
     routes: list[dict[str, Any]] = []
+    deployments = {c: Deployments(apis[c]) for c in CLUSTERS}
     backends: dict[str, dict[tuple[str, str], Backend]] = {c: {} for c in CLUSTERS}
     clients: dict[tuple[str, str], Clients] = {}
     last_poll, last_tick, incident, mesh = 0.0, time.monotonic(), 0.0, {}
@@ -195,17 +256,23 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
                     dns = {**current.get("dns", {}), **r.get("dns", {})}
                     clients.setdefault(key, Clients()).configure(dns, r["route53"]["ttl"])
                 # Route 53 before the backends: weights the operator wrote only after a
-                # Deployment was Available must not meet an older view of that Deployment.
-                # One listing per hosted zone, however many services it serves.
+                # Deployment was Available must not meet an older view of that Deployment,
+                # so a backend with traffic that the watch has not seen Available yet is
+                # read again. One listing per hosted zone, however many services it serves.
                 pairs = route53.read_many([Route53.model_validate(r["route53"]) for r in routes])
                 for cluster in CLUSTERS:
-                    backends[cluster] = _backends(apis[cluster])
+                    backends[cluster] = deployments[cluster].backends()
                 for r, pair in zip(routes, pairs, strict=True):
-                    if pair is not None:
-                        weights[(r["namespace"], r["service"])] = {
-                            "even": pair.even,
-                            "odd": pair.odd,
-                        }
+                    if pair is None:
+                        continue
+                    key = (r["namespace"], r["service"])
+                    weights[key] = {"even": pair.even, "odd": pair.odd}
+                    for side in CLUSTERS:
+                        seen = backends[side].get(key)
+                        if weights[key][side] and (seen is None or not seen.available):
+                            fresh = deployments[side].fresh(*key)
+                            if fresh is not None:
+                                backends[side][key] = fresh
             except Exception as exc:  # keep simulating on the last known state
                 log.warning("poll failed: %s", exc)
         elapsed, last_tick = now - last_tick, now
