@@ -14,9 +14,11 @@ import matplotlib.pyplot as plt  # after the backend is chosen
 LABELS = {
     "argo": "Argo Rollouts",
     "sprintops": "sprintops\n(as it is)",
-    "sprintops_one_copy": "sprintops\n(one VirtualService copy)",
+    "sprintops_argo_scope": (
+        "sprintops in Argo's scope\n(one VirtualService copy,\nbake from the write)"
+    ),
 }
-COLOURS = {"argo": "#ef7b45", "sprintops": "#2a6f97", "sprintops_one_copy": "#61a5c2"}
+COLOURS = {"argo": "#ef7b45", "sprintops": "#2a6f97", "sprintops_argo_scope": "#61a5c2"}
 
 
 def step_lag(results: dict[str, Any], out: Path) -> None:
