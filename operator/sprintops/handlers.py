@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import kopf
 
-from sprintops import api, endpoints, kopf_memory, metrics
+from sprintops import api, endpoints, kopf_scale, metrics
 from sprintops.api import TERMINAL_PHASES
 from sprintops.clusters import KubeconfigSecrets
 from sprintops.config import Config
@@ -59,7 +59,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> No
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
-    kopf_memory.install()
+    kopf_scale.install()
     settings.networking.request_timeout = 30
     # With several replicas, how soon a dead leader's peering record stops counting.
     settings.peering.lifetime = config.peering_lifetime
