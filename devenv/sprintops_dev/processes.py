@@ -26,11 +26,21 @@ def free_port() -> int:
 
     Not one the kernel hands out (bind to port 0): the same range serves every outgoing
     connection, and one of them took a kube-controller-manager's port between this choice
-    and its bind. Below that range only an explicit bind takes a port, and each port is
-    given once per process."""
+    and its bind. Below that range only an explicit bind takes a port; each is given once per
+    process, and each pytest-xdist worker (each with an environment of its own) picks from a
+    slice of its own, so two environments never share a server's port."""
     floor = _ephemeral_floor()
+    low = max(1024, floor - 20000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    slices = 4
+    width = (floor - low) // slices
+    if width < 100:  # an outgoing range that starts very low: leave it to the kernel
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    start = low + width * (int(worker) % slices if worker.isdigit() else 0)
     while True:
-        port = secrets.choice(range(max(1024, floor - 20000), floor))
+        port = secrets.choice(range(start, start + width))
         if port in _GIVEN:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

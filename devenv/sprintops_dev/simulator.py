@@ -47,6 +47,8 @@ SPREAD = ((0.5, 0.8), (0.49, 1.2), (0.01, 2.0))
 UNAVAILABLE_LATENCY_MS = 1.0
 # Spread (sigma of a log-normal factor) of the error rate per tick; latency gets half.
 NOISE = 0.2
+# How long after a route's weights move its backends with traffic are read past the watch.
+FRESH_AFTER_MOVE = 5.0
 
 log = logging.getLogger("sprintops.simulator")
 
@@ -178,7 +180,8 @@ class Deployments:
             return dict(self._backends)
 
     def fresh(self, namespace: str, name: str) -> Backend | None:
-        """One Deployment as the apiserver has it now, ahead of the watch."""
+        """One Deployment as the apiserver has it now, ahead of the watch: for this poll only
+        (kept, it could outlive a deletion the watch has already seen)."""
         try:
             raw = self._apps.read_namespaced_deployment(
                 name, namespace, _request_timeout=5, _preload_content=False
@@ -187,16 +190,15 @@ class Deployments:
             if exc.status == 404:
                 return None
             raise
-        backend = _backend(json.loads(raw.data))
-        with self._lock:
-            self._backends[(namespace, name)] = backend
-        return backend
+        return _backend(json.loads(raw.data))
 
     def _run(self) -> None:
         while True:
             try:
                 self._list_and_watch()
-            except Exception as exc:  # an apiserver down (chaos): keep the last known state
+            except Exception as exc:
+                # An apiserver down (chaos), or an ERROR event (410 Gone), which the client
+                # raises on with raw events: list again, on the last known state meanwhile.
                 log.warning("watching deployments failed: %s", exc)
                 time.sleep(0.5)
 
@@ -215,13 +217,31 @@ class Deployments:
             deserialize=False,
         ):
             body = event["object"]
-            if event["type"] == "ERROR":  # too old a resourceVersion: list again
-                return
             with self._lock:
                 if event["type"] == "DELETED":
                     self._backends.pop(_key(body), None)
                 else:
                     self._backends[_key(body)] = _backend(body)
+
+
+def _read_again(
+    deployments: dict[str, Deployments],
+    backends: dict[str, dict[tuple[str, str], Backend]],
+    key: tuple[str, str],
+    split: dict[str, int],
+) -> None:
+    """A backend given traffic that the watch has not seen Available, as the apiserver has
+    it now; if that fails, the watch's view stands (the other routes go on)."""
+    for side in CLUSTERS:
+        seen = backends[side].get(key)
+        if split[side] and (seen is None or not seen.available):
+            try:
+                fresh = deployments[side].fresh(*key)
+            except Exception as exc:
+                log.warning("reading %s/%s in %s failed: %s", *key, side, exc)
+                continue
+            if fresh is not None:
+                backends[side][key] = fresh
 
 
 def _key(body: dict[str, Any]) -> tuple[str, str]:
@@ -238,7 +258,8 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
 
     weights: dict[tuple[str, str], dict[str, int]] = {}
     routes: list[dict[str, Any]] = []
-    deployments = {c: Deployments(apis[c]) for c in CLUSTERS}
+    deployments: dict[str, Deployments] = {c: Deployments(apis[c]) for c in CLUSTERS}
+    moved: dict[tuple[str, str], float] = {}  # when each route's weights last changed
     backends: dict[str, dict[tuple[str, str], Backend]] = {c: {} for c in CLUSTERS}
     clients: dict[tuple[str, str], Clients] = {}
     last_poll, last_tick, incident, mesh = 0.0, time.monotonic(), 0.0, {}
@@ -257,8 +278,9 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
                     clients.setdefault(key, Clients()).configure(dns, r["route53"]["ttl"])
                 # Route 53 before the backends: weights the operator wrote only after a
                 # Deployment was Available must not meet an older view of that Deployment,
-                # so a backend with traffic that the watch has not seen Available yet is
-                # read again. One listing per hosted zone, however many services it serves.
+                # so for a while after its weights move, a backend with traffic that the
+                # watch has not seen Available is read again. One listing per hosted zone,
+                # however many services it serves.
                 pairs = route53.read_many([Route53.model_validate(r["route53"]) for r in routes])
                 for cluster in CLUSTERS:
                     backends[cluster] = deployments[cluster].backends()
@@ -266,13 +288,11 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
                     if pair is None:
                         continue
                     key = (r["namespace"], r["service"])
-                    weights[key] = {"even": pair.even, "odd": pair.odd}
-                    for side in CLUSTERS:
-                        seen = backends[side].get(key)
-                        if weights[key][side] and (seen is None or not seen.available):
-                            fresh = deployments[side].fresh(*key)
-                            if fresh is not None:
-                                backends[side][key] = fresh
+                    split = {"even": pair.even, "odd": pair.odd}
+                    if weights.get(key) != split:
+                        weights[key], moved[key] = split, now
+                    if now - moved[key] < FRESH_AFTER_MOVE:
+                        _read_again(deployments, backends, key, split)
             except Exception as exc:  # keep simulating on the last known state
                 log.warning("poll failed: %s", exc)
         elapsed, last_tick = now - last_tick, now
