@@ -59,6 +59,13 @@ async def _drop_toggle(self: aiotoggles.ToggleSet, toggle: aiotoggles.Toggle) ->
 
 
 def install() -> None:
+    # A kopf that moved these would otherwise take the patches silently, and do nothing.
+    for owner, name in (
+        (processing, "process_spawning_cause"),
+        *((aiotoggles.ToggleSet, n) for n in ("make_toggle", "drop_toggle", "drop_toggles")),
+    ):
+        if not hasattr(owner, name):
+            raise RuntimeError(f"kopf has no {name} any more: review sprintops.kopf_scale")
     processing.process_spawning_cause = _spawning_then_forget  # type: ignore[assignment]
     aiotoggles.ToggleSet.make_toggle = _make_toggle  # type: ignore[method-assign]
     aiotoggles.ToggleSet.drop_toggle = _drop_toggle  # type: ignore[method-assign]
