@@ -349,7 +349,9 @@ class FleetRig:
                     self.docs,
                 )
             )
-        objs = wait_terminal(custom, {d["metadata"]["name"] for d in self.docs})
+        # A fleet of 1,000 takes minutes just for its Deployments here (3,000 fake pods).
+        names = {d["metadata"]["name"] for d in self.docs}
+        objs = wait_terminal(custom, names, timeout=max(600.0, 3.0 * len(names)))
         wall = time.monotonic() - started
         sampler.stop.set()
         sampler.join()
