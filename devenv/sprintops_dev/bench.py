@@ -536,7 +536,7 @@ def idle_cost(pid: int, settle: float = 60.0, warm_up: float = 20.0) -> dict[str
     """RSS (sampled every 5 s) and CPU seconds of a controller over `settle` seconds, once
     it has seen every object and gone quiet: at least `warm_up` seconds, then until it used
     under 5% of a core for 5 s (at most 10 minutes; a fixed wait measured a start-up still
-    working through 10,000 objects)."""
+    working through 10,000 objects). A `warm_up` of 0 (the smoke test) does not wait."""
     started = time.monotonic()
     time.sleep(warm_up)
     cpu = proc_stats(pid)[1]

@@ -30,6 +30,7 @@ MGMT_CONTROLLERS = "serviceaccount,serviceaccount-token,namespace"
 OPERATOR_USER = "sprintops-operator"
 # Everything but etcd: what an outage of a cluster's control-plane node takes down.
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+MGMT_DISABLED = ("kube-scheduler", "kwok-controller")  # mgmt runs no pods
 
 
 def _patches(cluster: str) -> list[dict[str, Any]]:
@@ -135,7 +136,7 @@ class Kwokctl:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / f"{cluster}.yaml"
         config.write_text(yaml.safe_dump(_config(cluster)))
-        disabled = ["--disable=kube-scheduler,kwok-controller"] if cluster == "mgmt" else []
+        disabled = [f"--disable={','.join(MGMT_DISABLED)}"] if cluster == "mgmt" else []
         b = self.bins
         with (self.workdir / f"create-{cluster}.log").open("wb") as log:
             return subprocess.Popen(
@@ -195,9 +196,9 @@ class Kwokctl:
 
     def dead(self, cluster: str) -> list[str]:
         """The cluster's components that are not running, each with its log's last line."""
-        wanted = CONTROL_PLANE if cluster != "mgmt" else CONTROL_PLANE[:2]
+        skipped = MGMT_DISABLED if cluster == "mgmt" else ()
         out = []
-        for component in ("etcd", *wanted):
+        for component in ("etcd", *(c for c in CONTROL_PLANE if c not in skipped)):
             try:
                 if alive(self.pid(cluster, component)):
                     continue
