@@ -26,3 +26,12 @@ def test_exposition_parses_and_counts_what_was_served() -> None:
     count = next(s for s in even if s.name.endswith("_count"))
     assert count.value == buckets[-1].value == 90.0
     assert even[0].labels["destination_service"] == "api.shop.svc.cluster.local"
+
+
+def test_scrapes_serve_the_last_tick_rendering() -> None:
+    traffic = Traffic()
+    empty = traffic.exposition
+    traffic.add(("even-mesh", "shop", "api"), 5.0, Backend(True, 0.0, 10.0))
+    assert traffic.exposition == empty  # mid-tick: a scrape sees the last whole tick
+    traffic.publish()
+    assert traffic.exposition == traffic.render() != empty
