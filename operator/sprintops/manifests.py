@@ -70,7 +70,8 @@ def service_object(service: ServiceSpec, sprint: int, release: str) -> dict[str,
 
 def is_available(deployment_obj: dict[str, Any]) -> bool:
     """Available as `kubectl rollout status` means it: the controller saw this generation,
-    every replica is updated, and all of them are available."""
+    every replica is updated, and all of them are available. Unlike kubectl, a Deployment
+    scaled to 0 is not: it has no pod to take the traffic that Available lets in."""
     meta = deployment_obj.get("metadata", {})
     spec = deployment_obj.get("spec", {})
     status = deployment_obj.get("status") or {}
@@ -79,7 +80,8 @@ def is_available(deployment_obj: dict[str, Any]) -> bool:
         return False
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return (
-        conditions.get("Available") == "True"
+        want >= 1
+        and conditions.get("Available") == "True"
         and status.get("updatedReplicas", 0) >= want
         and status.get("availableReplicas", 0) >= want
         and status.get("replicas", 0) <= want

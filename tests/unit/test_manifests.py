@@ -27,13 +27,15 @@ def test_deployment_keeps_template_and_labels_sprint() -> None:
     assert SERVICE.template["metadata"]["labels"] == {"app": "document-service"}  # not mutated
 
 
-def _dep(generation: int, observed: int, updated: int, available: int, cond: str) -> dict[str, Any]:
+def _dep(
+    generation: int, observed: int, updated: int, available: int, cond: str, replicas: int = 3
+) -> dict[str, Any]:
     return {
         "metadata": {"generation": generation},
-        "spec": {"replicas": 3},
+        "spec": {"replicas": replicas},
         "status": {
             "observedGeneration": observed,
-            "replicas": 3,
+            "replicas": replicas,
             "updatedReplicas": updated,
             "availableReplicas": available,
             "conditions": [{"type": "Available", "status": cond}],
@@ -50,6 +52,7 @@ def _dep(generation: int, observed: int, updated: int, available: int, cond: str
         (_dep(2, 2, 3, 2, "True"), False),
         (_dep(2, 2, 3, 3, "False"), False),
         ({"metadata": {}, "spec": {}}, False),
+        (_dep(2, 2, 0, 0, "True", replicas=0), False),  # scaled to 0: no pod to serve
     ],
 )
 def test_is_available(body: dict[str, Any], expected: bool) -> None:
