@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
@@ -243,7 +244,10 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            rss, cpu = proc_stats(self.pid)
+            try:
+                rss, cpu = proc_stats(self.pid)
+            except FileNotFoundError:  # the process ended: its last sample stands
+                return
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             self.cpu_seconds = cpu - self.cpu_start
             time.sleep(self.period)
@@ -429,14 +433,22 @@ def wait_terminal(
             api.PLURAL,
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
-        for event in stream:
-            obj = event["object"]
-            if obj["metadata"]["name"] in names:
-                latest[obj["metadata"]["name"]] = obj
-            if len(latest) == len(names) and all(
-                (o.get("status") or {}).get("phase") in api.TERMINAL_PHASES for o in latest.values()
-            ):
-                return latest
+        try:
+            for event in stream:
+                obj = event["object"]
+                if obj["metadata"]["name"] in names:
+                    latest[obj["metadata"]["name"]] = obj
+                if len(latest) == len(names) and all(
+                    (o.get("status") or {}).get("phase") in api.TERMINAL_PHASES
+                    for o in latest.values()
+                ):
+                    return latest
+        except ApiException as exc:
+            # A loaded apiserver's watch cache falls behind (504 "Too large resource
+            # version") or forgets (410): watch again from a fresh listing.
+            if exc.status not in (410, 504):
+                raise
+            time.sleep(1)
     raise TimeoutError(f"fleet not finished after {timeout:.0f}s")
 
 
