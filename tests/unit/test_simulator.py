@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from sprintops_dev.simulator import BUCKETS, Backend, Traffic
@@ -28,10 +30,18 @@ def test_exposition_parses_and_counts_what_was_served() -> None:
     assert even[0].labels["destination_service"] == "api.shop.svc.cluster.local"
 
 
-def test_scrapes_serve_the_last_tick_rendering() -> None:
+def test_scrapes_serve_the_last_tick_stamped_with_its_time() -> None:
     traffic = Traffic()
     empty = traffic.exposition
     traffic.add(("even-mesh", "shop", "api"), 5.0, Backend(True, 0.0, 10.0))
     assert traffic.exposition == empty  # mid-tick: a scrape sees the last whole tick
+    before = time.time()
     traffic.publish()
-    assert traffic.exposition == traffic.render() != empty
+    samples = [
+        s for f in text_string_to_metric_families(traffic.exposition.decode()) for s in f.samples
+    ]
+    assert samples and all(s.timestamp is not None for s in samples)
+    # Two scrapes of one tick must be one sample in Prometheus, not two with no increase.
+    stamps = {float(s.timestamp) for s in samples}  # type: ignore[arg-type]
+    assert len(stamps) == 1
+    assert before - 0.001 <= stamps.pop() <= time.time() + 0.001
