@@ -385,7 +385,7 @@ class Reconciler:
         asking = asyncio.ensure_future(self._ask_gates(obj, spec, status))
         try:
             if status.phase in (None, "Pending"):
-                live = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+                live = await self.rt.route53.read_async(spec.traffic.route53)
                 obs = replace(obs, competitor=competitor, live=live)
             elif status.phase == "Deploying" and status.target_cluster:
                 workload = await self._workload(spec, namespace, status.target_cluster)
@@ -399,7 +399,7 @@ class Reconciler:
             if not obs.drift and route53_readback_due(
                 spec, status, now, self.rt.route53_verified.get(uid)
             ):
-                drift = await asyncio.to_thread(self._route53_drift, spec, status, uid)
+                drift = await self._route53_drift(spec, status, uid)
                 obs = replace(obs, drift=drift)
         except PERMANENT_ERRORS as exc:
             obs = replace(obs, fatal=describe(exc))
@@ -509,7 +509,7 @@ class Reconciler:
         obs = replace(obs, previous=seen, scaled_down=seen is None or seen.replicas == 0)
         if obs.scaled_down:
             return obs
-        pair = await asyncio.to_thread(self.rt.route53.read, spec.traffic.route53)
+        pair = await self.rt.route53.read_async(spec.traffic.route53)
         copies = await asyncio.to_thread(self._copies, spec, namespace)
         weights = [w.of(previous) for w in (pair, *copies) if w is not None]
         return replace(obs, previous_traffic=max(weights) if pair is not None else None)
@@ -533,13 +533,13 @@ class Reconciler:
                 return _drifted(f"VirtualService in {cluster}", found, status.weights)
         return None
 
-    def _route53_drift(
+    async def _route53_drift(
         self, spec: SprintReleaseSpec, status: SprintReleaseStatus, uid: str
     ) -> str | None:
         want, started = status.weights, status.step_started_at
         if want is None or started is None:  # not in a step: nothing to compare with
             return None
-        live = self.rt.route53.read(spec.traffic.route53)
+        live = await self.rt.route53.read_async(spec.traffic.route53)
         if live != want:
             return _drifted("Route 53", live, want)
         self.rt.route53_verified[uid] = route53_readback_key(status) or started
@@ -626,7 +626,7 @@ class Reconciler:
         await asyncio.to_thread(self._copies, spec, namespace)
         if self.rt.superseded(uid, decision):
             return False
-        written = await asyncio.to_thread(self.rt.route53.write, spec.traffic.route53, weights)
+        written = await self.rt.route53.write_async(spec.traffic.route53, weights)
         await self.insync(written)
         for cluster in spec.traffic.istio.clusters:
             await asyncio.to_thread(
@@ -661,9 +661,7 @@ class Reconciler:
             # every write must not hold a rollback that has nothing left to do).
             current = await asyncio.to_thread(self.rt.route53.read_at_once, spec.traffic.route53)
             if current != weights:
-                written = await asyncio.to_thread(
-                    self.rt.route53.write, spec.traffic.route53, weights
-                )
+                written = await self.rt.route53.write_async(spec.traffic.route53, weights)
                 await self.insync(written)
             todo = list(spec.traffic.istio.clusters)
         results = await asyncio.gather(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
 import threading
@@ -290,6 +291,110 @@ def test_group_commit_survives_callers_arriving_during_a_hand_over() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert not errors, errors[:3]
+
+
+class Held:
+    """A send that holds its first call until released, recording every call."""
+
+    def __init__(self, take: int = 0) -> None:
+        self.gate = threading.Event()
+        self.calls: list[list[int]] = []
+        self.commit: GroupCommit[str, int, int] = GroupCommit(
+            self.send, take=(lambda vs: min(take, len(vs))) if take else len
+        )
+
+    def send(self, key: str, values: list[int]) -> list[int | Exception]:
+        self.gate.wait(5)
+        self.calls.append(values)
+        return [v * 10 for v in values]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def test_coroutines_share_calls_and_wait_without_a_thread_each() -> None:
+    held = Held()
+    threads: list[int] = []
+
+    async def main() -> list[int]:
+        before = threading.active_count()
+        tasks = [asyncio.ensure_future(held.commit.call_async("zone", v)) for v in range(200)]
+        await _until(lambda: len(held.commit._queues.get("zone", [])) == 200)
+        threads.append(threading.active_count() - before)
+        # A thread caller queues with them and is answered the same way.
+        sync = asyncio.ensure_future(asyncio.to_thread(held.commit, "zone", 1000))
+        await _until(lambda: len(held.commit._queues["zone"]) == 201)
+        held.gate.set()
+        return [*await asyncio.gather(*tasks), await sync]
+
+    assert asyncio.run(main()) == [v * 10 for v in [*range(200), 1000]]
+    assert threads == [1]  # the leader's round; the 199 waiting hold none
+    assert sorted(v for c in held.calls for v in c) == [*range(200), 1000]
+    assert len(held.calls) <= 3  # the first alone, then the rest together
+
+
+def test_a_cancelled_waiter_leaves_the_queue_and_the_others_go_on() -> None:
+    held = Held()
+
+    async def main() -> list[int]:
+        tasks = [asyncio.ensure_future(held.commit.call_async("zone", v)) for v in range(3)]
+        await _until(lambda: len(held.commit._queues.get("zone", [])) == 3)
+        tasks[1].cancel()
+        await _until(lambda: len(held.commit._queues["zone"]) == 2)
+        held.gate.set()
+        return list(await asyncio.gather(tasks[0], tasks[2]))
+
+    assert asyncio.run(main()) == [0, 20]
+    assert held.calls == [[0], [2]]  # the cancelled one's value never went out
+
+
+def test_a_lead_handed_to_a_cancelled_waiter_passes_on() -> None:
+    """The next in line is handed the lead when a round ends: cancelled before it takes it,
+    the lead must go to the one after, or the key waits for ever."""
+    held = Held(take=1)
+
+    async def main() -> int:
+        first, second, third = (
+            asyncio.ensure_future(held.commit.call_async("zone", v)) for v in range(3)
+        )
+        await _until(lambda: len(held.commit._queues.get("zone", [])) == 3)
+        held.gate.set()
+        # Blocks the loop: the hand-over happens before `second` can run.
+        for _ in range(500):
+            queue = held.commit._queues["zone"]
+            if queue[0].value == 1 and queue[0].lead:
+                break
+            time.sleep(0.01)
+        second.cancel()
+        assert await first == 0
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        return await asyncio.wait_for(third, 5)
+
+    assert asyncio.run(main()) == 20
+    assert held.calls == [[0], [2]]
+
+
+def test_a_leader_cancelled_mid_round_still_answers_those_it_took() -> None:
+    held = Held()
+
+    async def main() -> list[int]:
+        leader = asyncio.ensure_future(held.commit.call_async("zone", 0))
+        await _until(lambda: "zone" in held.commit._queues)
+        follower = asyncio.ensure_future(held.commit.call_async("zone", 1))
+        await _until(lambda: len(held.commit._queues["zone"]) == 2)
+        leader.cancel()
+        await asyncio.sleep(0.05)
+        held.gate.set()
+        return [await asyncio.wait_for(follower, 5)]
+
+    assert asyncio.run(main()) == [10]
+    assert held.calls == [[0], [1]]  # the cancelled leader's call went out all the same
 
 
 def _changes(name: str, value: str = "x.example.") -> list[Change]:

@@ -9,11 +9,14 @@ many releases move at once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -23,6 +26,11 @@ R = TypeVar("R")
 # Send times are taken here, the limit is counted where requests arrive: the slack absorbs
 # the jitter between the two on a loaded machine.
 SLACK_SECONDS = 0.25
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Pacer:
@@ -104,6 +112,9 @@ class _Item(Generic[T, R]):
     done: bool = False
     result: R | None = None
     error: Exception | None = None
+    # A coroutine's: how a round tells it that it is answered or leads; called in the lock.
+    wake: Callable[[], object] | None = None
+    leading: bool = False  # a coroutine's round is under way (in a thread of its own)
 
 
 class GroupCommit(Generic[K, T, R]):
@@ -148,9 +159,64 @@ class GroupCommit(Generic[K, T, R]):
                         self._cond.acquire()
                 else:
                     self._cond.wait()
+        return self._answer(item)
+
+    async def call_async(self, key: K, value: T) -> R:
+        """`__call__` for a coroutine: waiting for another's round holds no thread, and its
+        own round, when it leads, runs in a thread of its own. So a fleet queued behind one
+        zone's spaced call holds no worker each, and cancelling a waiter never strands the
+        key: its round runs to the end, or the lead it never took passes on."""
+        loop = asyncio.get_running_loop()
+        item: _Item[T, R] = _Item(value)
+        with self._cond:
+            queue = self._queues.setdefault(key, [])
+            item.lead = not queue
+            queue.append(item)
+        try:
+            while True:
+                woken: asyncio.Future[None] = loop.create_future()
+                with self._cond:
+                    if item.done:
+                        break
+                    item.wake = partial(loop.call_soon_threadsafe, _resolve, woken)
+                    start = item.lead and not item.leading
+                    item.leading = item.leading or start
+                if start:
+                    threading.Thread(target=self._round, args=(key, item), daemon=True).start()
+                await woken
+        except asyncio.CancelledError:
+            self._abandon(key, item)
+            raise
+        return self._answer(item)
+
+    def _abandon(self, key: K, item: _Item[T, R]) -> None:
+        """A cancelled coroutine's item leaves the queue, unless it is answered or its round
+        is under way; if it had been handed the lead, the next in line takes it."""
+        with self._cond:
+            queue = self._queues.get(key, [])
+            if item.done or item.leading or item not in queue:
+                return
+            queue.remove(item)
+            if not queue:
+                self._queues.pop(key, None)
+            elif item.lead:
+                queue[0].lead = True
+                self._wake([queue[0]])
+
+    @staticmethod
+    def _answer(item: _Item[T, R]) -> R:
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]
+
+    def _wake(self, items: Sequence[_Item[T, R]]) -> None:
+        """Tells waiting callers to look again (in the lock): threads and coroutines."""
+        for item in items:
+            if item.wake is not None:
+                # RuntimeError: its event loop is closed, so nobody waits any more.
+                with contextlib.suppress(RuntimeError):
+                    item.wake()
+        self._cond.notify_all()
 
     def _round(self, key: K, leader: _Item[T, R]) -> None:
         """One call for the front of the queue. Whatever fails, the items taken (at least the
@@ -194,4 +260,4 @@ class GroupCommit(Generic[K, T, R]):
                 left[0].lead = True
             else:
                 self._queues.pop(key, None)
-            self._cond.notify_all()
+            self._wake([*batch, *left[:1]])

@@ -7,6 +7,7 @@ request is paced (see pacing.py).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -231,6 +232,11 @@ class Route53Pairs:
         Concurrent reads of one zone share one listing."""
         return self._reads(self.zone_id(spec), spec)
 
+    async def read_async(self, spec: Route53) -> Weights | None:
+        """`read` for a coroutine: waiting for the zone's shared listing holds no thread."""
+        zone = await asyncio.to_thread(self.zone_id, spec)
+        return await self._reads.call_async(zone, spec)
+
     def read_many(self, specs: list[Route53]) -> list[Weights | None]:
         """Many pairs at once (one listing per zone), in order."""
         by_zone: dict[str, list[int]] = {}
@@ -274,6 +280,11 @@ class Route53Pairs:
         """UPSERTs both records in one batch (atomic on Route 53), shared with other pairs of
         the zone written at the same moment; returns the change id."""
         return self._writes(self.zone_id(spec), upserts(spec, weights))
+
+    async def write_async(self, spec: Route53, weights: Weights) -> str:
+        """`write` for a coroutine: waiting for the zone's shared batch holds no thread."""
+        zone = await asyncio.to_thread(self.zone_id, spec)
+        return await self._writes.call_async(zone, upserts(spec, weights))
 
     def _write_zone(self, zone: str, batches: list[list[Change]]) -> list[str | Exception]:
         try:
