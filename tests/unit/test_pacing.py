@@ -397,6 +397,49 @@ def test_a_leader_cancelled_mid_round_still_answers_those_it_took() -> None:
     assert held.calls == [[0], [1]]  # the cancelled leader's call went out all the same
 
 
+def test_a_lead_handed_to_a_waiter_whose_loop_is_gone_passes_on() -> None:
+    """Found by attack: a coroutine whose event loop closed (its task never cancelled) was
+    handed the lead, could not be woken, and nobody led the key again."""
+    held = Held(take=1)
+    leader = threading.Thread(target=held.commit, args=("zone", 0))
+    leader.start()
+    while "zone" not in held.commit._queues:
+        time.sleep(0.01)
+    loop = asyncio.new_event_loop()
+    loop.create_task(held.commit.call_async("zone", 1))
+    loop.run_until_complete(asyncio.sleep(0.05))  # queued behind the leader
+    loop.close()
+    late: list[int] = []
+    caller = threading.Thread(target=lambda: late.append(held.commit("zone", 2)), daemon=True)
+    caller.start()
+    time.sleep(0.05)
+    held.gate.set()
+    caller.join(5)
+    leader.join(5)
+    assert late == [20], "the key is wedged"
+    assert held.calls == [[0], [2]]
+
+
+def test_a_round_whose_thread_cannot_start_leaves_the_key_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by attack: a leader whose round's thread failed to start stayed leader."""
+    commit: GroupCommit[str, int, int] = GroupCommit(lambda key, values: list(values))
+
+    def refuse(_thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    async def main() -> int:
+        with monkeypatch.context() as patched:
+            patched.setattr(threading.Thread, "start", refuse)
+            with pytest.raises(RuntimeError, match="new thread"):
+                await commit.call_async("zone", 1)
+        return await asyncio.wait_for(commit.call_async("zone", 2), 5)
+
+    assert asyncio.run(main()) == 2
+    assert commit._queues == {}
+
+
 def _changes(name: str, value: str = "x.example.") -> list[Change]:
     return [
         {

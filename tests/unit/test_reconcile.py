@@ -195,6 +195,9 @@ class _Route53Pair:
         self.weights, self.writes = weights, self.writes + 1
         return f"C{self.writes}"
 
+    async def write_async(self, target: object, weights: Weights) -> str:
+        return self.write(target, weights)
+
     def insync(self, change_id: str, poll: float = 1.0) -> bool:
         return True
 

@@ -10,7 +10,6 @@ many releases move at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections import deque
@@ -164,8 +163,9 @@ class GroupCommit(Generic[K, T, R]):
     async def call_async(self, key: K, value: T) -> R:
         """`__call__` for a coroutine: waiting for another's round holds no thread, and its
         own round, when it leads, runs in a thread of its own. So a fleet queued behind one
-        zone's spaced call holds no worker each, and cancelling a waiter never strands the
-        key: its round runs to the end, or the lead it never took passes on."""
+        zone's spaced call holds no worker each, and a waiter that goes away (cancelled, or
+        its event loop gone) never strands the key: its round runs to the end, or the lead
+        it never took passes on."""
         loop = asyncio.get_running_loop()
         item: _Item[T, R] = _Item(value)
         with self._cond:
@@ -182,26 +182,30 @@ class GroupCommit(Generic[K, T, R]):
                     start = item.lead and not item.leading
                     item.leading = item.leading or start
                 if start:
-                    threading.Thread(target=self._round, args=(key, item), daemon=True).start()
+                    try:
+                        threading.Thread(target=self._round, args=(key, item), daemon=True).start()
+                    except BaseException:
+                        with self._cond:
+                            item.leading = False
+                        raise
                 await woken
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, a thread refused, or the loop dropped the task
             self._abandon(key, item)
             raise
         return self._answer(item)
 
     def _abandon(self, key: K, item: _Item[T, R]) -> None:
-        """A cancelled coroutine's item leaves the queue, unless it is answered or its round
+        """A departed coroutine's item leaves the queue, unless it is answered or its round
         is under way; if it had been handed the lead, the next in line takes it."""
         with self._cond:
             queue = self._queues.get(key, [])
             if item.done or item.leading or item not in queue:
                 return
             queue.remove(item)
-            if not queue:
+            if item.lead:
+                self._lead_next(key)
+            elif not queue:
                 self._queues.pop(key, None)
-            elif item.lead:
-                queue[0].lead = True
-                self._wake([queue[0]])
 
     @staticmethod
     def _answer(item: _Item[T, R]) -> R:
@@ -209,13 +213,28 @@ class GroupCommit(Generic[K, T, R]):
             raise item.error
         return item.result  # type: ignore[return-value]
 
-    def _wake(self, items: Sequence[_Item[T, R]]) -> None:
-        """Tells waiting callers to look again (in the lock): threads and coroutines."""
-        for item in items:
-            if item.wake is not None:
-                # RuntimeError: its event loop is closed, so nobody waits any more.
-                with contextlib.suppress(RuntimeError):
-                    item.wake()
+    @staticmethod
+    def _tell(item: _Item[T, R]) -> bool:
+        """Wakes a coroutine's item to look again; False if its event loop is closed, so
+        nobody waits for it any more. (In the lock.)"""
+        if item.wake is None:
+            return True
+        try:
+            item.wake()
+        except RuntimeError:
+            return False
+        return True
+
+    def _lead_next(self, key: K) -> None:
+        """The front of the queue leads; one whose caller is gone is dropped. (In the lock.)"""
+        queue = self._queues.get(key, [])
+        while queue:
+            queue[0].lead = True
+            if self._tell(queue[0]):
+                break
+            queue.pop(0)
+        if not queue:
+            self._queues.pop(key, None)
         self._cond.notify_all()
 
     def _round(self, key: K, leader: _Item[T, R]) -> None:
@@ -255,9 +274,7 @@ class GroupCommit(Generic[K, T, R]):
                 item.done = True
             # The lead passes on in the same critical section: a caller arriving in between
             # would otherwise find no queue, lead a second one, and race this one's clean-up.
-            if left:
-                self._queues[key] = left
-                left[0].lead = True
-            else:
-                self._queues.pop(key, None)
-            self._wake([*batch, *left[:1]])
+            for item in batch:
+                self._tell(item)
+            self._queues[key] = left
+            self._lead_next(key)
