@@ -164,8 +164,9 @@ class GroupCommit(Generic[K, T, R]):
         """`__call__` for a coroutine: waiting for another's round holds no thread, and its
         own round, when it leads, runs in a thread of its own. So a fleet queued behind one
         zone's spaced call holds no worker each, and a waiter that goes away (cancelled, or
-        its event loop gone) never strands the key: its round runs to the end, or the lead
-        it never took passes on."""
+        its event loop closed before the lead reached it) never strands the key: its round
+        runs to the end, or the lead it never took passes on. A loop closed with its tasks
+        still pending, which neither asyncio.run nor kopf does, is not provided for."""
         loop = asyncio.get_running_loop()
         item: _Item[T, R] = _Item(value)
         with self._cond:
@@ -184,7 +185,7 @@ class GroupCommit(Generic[K, T, R]):
                 if start:
                     try:
                         threading.Thread(target=self._round, args=(key, item), daemon=True).start()
-                    except BaseException:
+                    except RuntimeError:  # no thread started: the lead is free to pass on
                         with self._cond:
                             item.leading = False
                         raise
