@@ -406,9 +406,9 @@ def test_a_lead_handed_to_a_waiter_whose_loop_is_gone_passes_on() -> None:
     while "zone" not in held.commit._queues:
         time.sleep(0.01)
     loop = asyncio.new_event_loop()
-    loop.create_task(held.commit.call_async("zone", 1))
+    waiter = loop.create_task(held.commit.call_async("zone", 1))
     loop.run_until_complete(asyncio.sleep(0.05))  # queued behind the leader
-    loop.close()
+    loop.close()  # with the waiter still pending, never cancelled
     late: list[int] = []
     caller = threading.Thread(target=lambda: late.append(held.commit("zone", 2)), daemon=True)
     caller.start()
@@ -418,6 +418,7 @@ def test_a_lead_handed_to_a_waiter_whose_loop_is_gone_passes_on() -> None:
     leader.join(5)
     assert late == [20], "the key is wedged"
     assert held.calls == [[0], [2]]
+    assert not waiter.done()
 
 
 def test_a_round_whose_thread_cannot_start_leaves_the_key_free(
