@@ -246,7 +246,8 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             try:
                 rss, cpu = proc_stats(self.pid)
-            except FileNotFoundError:  # the process ended: its last sample stands
+            except (FileNotFoundError, StopIteration):
+                # The process ended (gone, or a zombie with no VmRSS): its last sample stands.
                 return
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             self.cpu_seconds = cpu - self.cpu_start

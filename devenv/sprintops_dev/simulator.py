@@ -94,14 +94,15 @@ class Traffic:
                 counts[index] += count * share
                 self.sums[key] += value * count * share
 
-    def publish(self) -> None:
-        """Renders the counters for scrapes to serve as they are, stamped with the time they
-        moved. The counters move only once a tick, so rendering here costs one rendering a
+    def publish(self, at: float) -> None:
+        """Renders the counters for scrapes to serve as they are, stamped `at`: the time the
+        tick's counts run up to (its start; stamped at its end, a slow poll swung irate()
+        0.2-5x). The counters move only once a tick, so rendering here costs one rendering a
         tick instead of one a scrape (at 1,000 services scrapes rendered on demand passed
         the operator Prometheus's 250 ms timeout). The stamp matters when ticks are slower
         than scrapes (2.5 s at 1,000 services on 2 cores): unstamped, two scrapes of one
         tick are two samples with no increase, and irate() read no traffic at all."""
-        self.exposition = self.render(time.time())
+        self.exposition = self.render(at)
 
     def render(self, at: float | None = None) -> bytes:
         """The exposition text. Written here, not by prometheus_client: a fleet's 4,000
@@ -274,7 +275,7 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
     clients: dict[tuple[str, str], Clients] = {}
     last_poll, last_tick, incident, mesh = 0.0, time.monotonic(), 0.0, {}
     while True:
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         if now - last_poll >= poll_seconds:
             last_poll = now
             try:
@@ -312,7 +313,7 @@ def run(config_path: Path, poll_seconds: float = 0.5, tick_seconds: float = 0.25
                 count = REQUESTS_PER_SECOND * elapsed * shares[cluster]
                 backend = backends[cluster].get((ns, svc), Backend(False, 1.0, 0.0))
                 traffic.add((mesh.get(cluster, cluster), ns, svc), count, backend, incident)
-        traffic.publish()
+        traffic.publish(wall)  # the counts cover the traffic up to the tick's start
         time.sleep(tick_seconds)
 
 
