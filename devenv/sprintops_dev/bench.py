@@ -246,8 +246,7 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             try:
                 rss, cpu = proc_stats(self.pid)
-            except (FileNotFoundError, StopIteration):
-                # The process ended (gone, or a zombie with no VmRSS): its last sample stands.
+            except ProcessLookupError:  # it ended: its last sample stands
                 return
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             self.cpu_seconds = cpu - self.cpu_start
@@ -484,13 +483,16 @@ def _timeline(objs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
-    """(RSS in MB, CPU seconds) of a process, from /proc."""
-    rss_kb = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """(RSS in MB, CPU seconds) of a process, from /proc; ProcessLookupError once it has
+    ended (gone, or a zombie, which has no VmRSS)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    rss_kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), None)
+    if rss_kb is None:
+        raise ProcessLookupError(pid)
     ticks = os.sysconf("SC_CLK_TCK")
     return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
 

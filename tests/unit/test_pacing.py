@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from typing import TYPE_CHECKING, cast
 
@@ -745,3 +746,26 @@ def test_a_change_whose_own_question_fails_for_good_holds_its_zone_no_more() -> 
     zone.insync.add(second)
     assert pairs.insync(second, poll=0.1)  # asked about itself, not the dead change
     assert f"get {second}" in zone.calls
+
+
+def test_a_coroutine_read_of_a_known_zone_needs_no_worker_thread() -> None:
+    """A fleet's reads must not queue for the event loop's busy workers just to find a zone
+    id they already have: with every worker taken, the read still goes."""
+    pairs = Route53Pairs(cast("Route53Client", _Zone()))
+    canonical: Route53 = seed.canonical(REPO).traffic.route53
+    spec = canonical.model_copy(
+        update={"hosted_zone": canonical.hosted_zone.model_copy(update={"id": "Z1"})}
+    )
+    release = threading.Event()
+
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        busy = loop.run_in_executor(None, release.wait, 10)  # the only worker is taken
+        try:
+            return await asyncio.wait_for(pairs.read_async(spec), 5)
+        finally:
+            release.set()
+            await busy
+
+    assert asyncio.run(main()) == pairs.read(spec)

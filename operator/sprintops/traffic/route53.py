@@ -215,9 +215,16 @@ class Route53Pairs:
     def _settle(self) -> None:
         metrics.ROUTE53_PACING_SECONDS.inc(self.pacer.settle())
 
-    def zone_id(self, spec: Route53) -> str:
+    def _known_zone_id(self, spec: Route53) -> str | None:
+        """The zone id without a request: given, or looked up before."""
         if spec.hosted_zone.id:
             return spec.hosted_zone.id.removeprefix("/hostedzone/")
+        return self._zone_ids.get(_fqdn(spec.hosted_zone.name or ""))
+
+    def zone_id(self, spec: Route53) -> str:
+        known = self._known_zone_id(spec)
+        if known is not None:
+            return known
         name = _fqdn(spec.hosted_zone.name or "")
         if name not in self._zone_ids:
             found = self.client.list_hosted_zones_by_name(DNSName=name, MaxItems="1")
@@ -234,8 +241,13 @@ class Route53Pairs:
 
     async def read_async(self, spec: Route53) -> Weights | None:
         """`read` for a coroutine: waiting for the zone's shared listing holds no thread."""
-        zone = await asyncio.to_thread(self.zone_id, spec)
-        return await self._reads.call_async(zone, spec)
+        return await self._reads.call_async(await self._zone_id_async(spec), spec)
+
+    async def _zone_id_async(self, spec: Route53) -> str:
+        """A thread only for a lookup: a fleet's many calls with a known zone must not queue
+        for workers just to read a dict."""
+        known = self._known_zone_id(spec)
+        return known if known is not None else await asyncio.to_thread(self.zone_id, spec)
 
     def read_many(self, specs: list[Route53]) -> list[Weights | None]:
         """Many pairs at once (one listing per zone), in order."""
@@ -283,7 +295,7 @@ class Route53Pairs:
 
     async def write_async(self, spec: Route53, weights: Weights) -> str:
         """`write` for a coroutine: waiting for the zone's shared batch holds no thread."""
-        zone = await asyncio.to_thread(self.zone_id, spec)
+        zone = await self._zone_id_async(spec)
         return await self._writes.call_async(zone, upserts(spec, weights))
 
     def _write_zone(self, zone: str, batches: list[list[Change]]) -> list[str | Exception]:
